@@ -1,0 +1,1 @@
+//! ONNX importer, pass pipeline and lowering to the runtime's program format.

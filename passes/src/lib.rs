@@ -1,0 +1,1 @@
+//! The graph IR of fhec, its f64 reference interpreter and the rewrite passes.

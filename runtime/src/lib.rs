@@ -1,0 +1,1 @@
+//! Leveled RNS-CKKS on tfhe-ntt, the `.fheprog` program format and its executor.
