@@ -1,1 +1,7 @@
 //! ONNX importer, pass pipeline and lowering to the runtime's program format.
+
+pub mod onnx;
+
+/// Re-exported so integration tests and tools use the same ONNX protobuf types.
+pub use prost;
+pub use tract_onnx;
