@@ -1,0 +1,153 @@
+//! Encoding and decoding by the canonical embedding: up to N/2 complex (or real) slot
+//! values become an integer polynomial round(scale * m(X)) at any level and any scale,
+//! and back. Decoding reconstructs only as many primes as the value needs (CRT of the
+//! first k primes with Q_k > 2^64 * scale, all primes otherwise).
+
+use crate::ckks::context::Context;
+use crate::ckks::fft::C64;
+use crate::ckks::plaintext::Plaintext;
+use crate::error::{Error, Result};
+use crate::math::poly::RnsPoly;
+
+/// Encoder bound to a context.
+pub struct Encoder<'a> {
+    ctx: &'a Context,
+}
+
+impl<'a> Encoder<'a> {
+    pub fn new(ctx: &'a Context) -> Self {
+        Encoder { ctx }
+    }
+
+    /// Encodes real slot values (zero-padded to N/2) at `scale` and `level`.
+    pub fn encode(&self, values: &[f64], scale: f64, level: usize) -> Result<Plaintext> {
+        let v: Vec<C64> = values.iter().map(|&x| C64::new(x, 0.0)).collect();
+        self.encode_complex(&v, scale, level)
+    }
+
+    /// Encodes complex slot values (zero-padded to N/2) at `scale` and `level`.
+    pub fn encode_complex(&self, values: &[C64], scale: f64, level: usize) -> Result<Plaintext> {
+        let slots = self.ctx.params().slots();
+        if values.len() > slots {
+            return Err(Error::TooManySlots {
+                got: values.len(),
+                max: slots,
+            });
+        }
+        if level > self.ctx.max_level() {
+            return Err(Error::LevelMismatch(format!(
+                "cannot encode at level {level}: the top level is {}",
+                self.ctx.max_level()
+            )));
+        }
+        if !(scale.is_finite() && scale >= 1.0) {
+            return Err(Error::OutOfRange(format!("scale {scale} must be finite and >= 1")));
+        }
+        let mut v = vec![C64::default(); slots];
+        v[..values.len()].copy_from_slice(values);
+        self.ctx.fft().inverse(&mut v);
+        let n = self.ctx.n();
+        let mut coeffs = vec![0f64; n];
+        for (j, c) in v.iter().enumerate() {
+            coeffs[j] = (c.re * scale).round();
+            coeffs[j + slots] = (c.im * scale).round();
+        }
+        let poly = self.poly_from_rounded(&coeffs, level)?;
+        Ok(Plaintext { poly, scale })
+    }
+
+    /// RNS residues (NTT form) of integer-valued f64 coefficients.
+    fn poly_from_rounded(&self, coeffs: &[f64], level: usize) -> Result<RnsPoly> {
+        let tables = self.ctx.q_tables(level);
+        let n = coeffs.len();
+        let max = coeffs.iter().fold(0f64, |m, c| m.max(c.abs()));
+        if !max.is_finite() || max >= 2f64.powi(126) {
+            return Err(Error::OutOfRange(format!(
+                "encoded coefficient magnitude {max:e} exceeds 2^126 (value times scale too large)"
+            )));
+        }
+        let mut p = RnsPoly::zero(n, tables.len(), false);
+        if max < 2f64.powi(62) {
+            for (limb, t) in p.limbs_iter_mut().zip(&tables) {
+                let m = t.modulus();
+                for (d, &c) in limb.iter_mut().zip(coeffs) {
+                    *d = m.from_i64(c as i64);
+                }
+            }
+        } else {
+            for (limb, t) in p.limbs_iter_mut().zip(&tables) {
+                let m = t.modulus();
+                for (d, &c) in limb.iter_mut().zip(coeffs) {
+                    *d = m.from_i128(c as i128);
+                }
+            }
+        }
+        p.forward(&tables);
+        Ok(p)
+    }
+
+    /// The constant `value * scale`, rounded, as residues per prime of q_0..q_level.
+    pub fn constant_residues(&self, value: f64, scale: f64, level: usize) -> Result<Vec<u64>> {
+        let c = (value * scale).round();
+        if !c.is_finite() || c.abs() >= 2f64.powi(126) {
+            return Err(Error::OutOfRange(format!(
+                "constant {value} at scale 2^{:.1} is too large",
+                scale.log2()
+            )));
+        }
+        Ok((0..=level)
+            .map(|i| self.ctx.q_modulus(i).from_i128(c as i128))
+            .collect())
+    }
+
+    /// Decodes a coefficient-form polynomial's first `k` limbs into slot values.
+    pub(crate) fn decode_coeffs(&self, poly: &RnsPoly, scale: f64) -> Vec<C64> {
+        let n = poly.n();
+        let k = poly.limbs();
+        let crt = self.ctx.crt(k);
+        let mut residues = vec![0u64; k];
+        let mut scratch = Vec::new();
+        let slots = n / 2;
+        let mut v = vec![C64::default(); slots];
+        let inv = 1.0 / scale;
+        for j in 0..n {
+            for (i, r) in residues.iter_mut().enumerate() {
+                *r = poly.limb(i)[j];
+            }
+            let x = crt.centered(&residues, &mut scratch) * inv;
+            if j < slots {
+                v[j].re = x;
+            } else {
+                v[j - slots].im = x;
+            }
+        }
+        self.ctx.fft().forward(&mut v);
+        v
+    }
+
+    /// How many leading primes a value at `scale` needs for exact reconstruction.
+    pub(crate) fn limbs_needed(&self, scale: f64, available: usize) -> usize {
+        let need = scale.log2() + 64.0;
+        let mut bits = 0.0;
+        for i in 0..available {
+            bits += self.ctx.q_modulus(i).log2();
+            if bits >= need {
+                return i + 1;
+            }
+        }
+        available
+    }
+
+    /// Decodes a plaintext into its N/2 complex slot values.
+    pub fn decode_complex(&self, pt: &Plaintext) -> Vec<C64> {
+        let k = self.limbs_needed(pt.scale, pt.poly.limbs());
+        let mut p = pt.poly.select(0..k);
+        p.inverse(&self.ctx.q_tables(k - 1));
+        self.decode_coeffs(&p, pt.scale)
+    }
+
+    /// Decodes a plaintext into the real parts of its slots.
+    pub fn decode(&self, pt: &Plaintext) -> Vec<f64> {
+        self.decode_complex(pt).into_iter().map(|c| c.re).collect()
+    }
+}

@@ -1,0 +1,317 @@
+//! End-to-end checks of every CKKS operation against the same computation on plaintext
+//! vectors, each with an explicit error bound in bits, at small ring degrees.
+
+use super::*;
+use crate::error::Error;
+use proptest::prelude::*;
+use std::sync::Arc;
+
+pub(crate) struct Setup {
+    pub ctx: Arc<Context>,
+    pub sk: SecretKey,
+    pub pk: PublicKey,
+    pub keys: EvalKeys,
+}
+
+pub(crate) fn setup(log_n: u32, q_bits: &[u32], p_bits: &[u32], dnum: usize, rots: &[i64]) -> Setup {
+    let params = Params::insecure_for_tests(log_n, q_bits, p_bits, dnum).unwrap();
+    let ctx = Context::new(params).unwrap();
+    let mut kg = KeyGenerator::new(&ctx);
+    let sk = kg.secret_key();
+    let pk = kg.public_key(&sk).unwrap();
+    let top = ctx.max_level();
+    let mut galois: Vec<(u64, usize)> = rots
+        .iter()
+        .map(|&r| (ctx.rotation_galois_element(r), top))
+        .collect();
+    galois.push((ctx.conjugation_galois_element(), top));
+    let keys = kg.eval_keys(&sk, Some(top), &galois).unwrap();
+    Setup { ctx, sk, pk, keys }
+}
+
+fn values(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_bits(got: &[f64], want: &[f64], min: f64) {
+    let b = bits(got, want);
+    assert!(b > min, "{b:.2} bits of precision, expected more than {min}");
+}
+
+/// Bits of precision: -log2(max abs error).
+fn bits(got: &[f64], want: &[f64]) -> f64 {
+    let e = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f64, f64::max);
+    -e.max(1e-300).log2()
+}
+
+fn standard() -> Setup {
+    // N = 2^12, a 60-bit base prime, three 40-bit primes, one digit per prime, one
+    // 60-bit special prime.
+    setup(12, &[60, 40, 40, 40], &[60], 4, &[1, 2, 3, -1, 5, 100, 2047])
+}
+
+fn hybrid() -> Setup {
+    // Two digits of two primes each, two 50-bit special primes.
+    setup(12, &[50, 40, 40, 40], &[50, 50], 2, &[1, 2, 3, -1, 5, 100, 2047])
+}
+
+#[test]
+fn encrypt_decrypt_pk_and_sk() {
+    let s = standard();
+    let enc = Encoder::new(&s.ctx);
+    let x = values(s.ctx.params().slots(), 1);
+    let pt = enc.encode(&x, 2f64.powi(40), 3).unwrap();
+    assert_bits(&enc.decode(&pt), &x, 32.0);
+    let mut e = Encryptor::new(&s.ctx);
+    let d = Decryptor::new(&s.ctx, &s.sk);
+    let c_pk = e.encrypt_pk(&pt, &s.pk).unwrap();
+    let c_sk = e.encrypt_sk(&pt, &s.sk).unwrap();
+    assert_bits(&d.decrypt(&c_pk).unwrap(), &x, 22.0);
+    assert_bits(&d.decrypt(&c_sk).unwrap(), &x, 28.0);
+    // Encrypting directly at a lower level.
+    let low = enc.encode(&x, 2f64.powi(30), 1).unwrap();
+    let c = e.encrypt_pk(&low, &s.pk).unwrap();
+    assert_eq!(c.level(), 1);
+    assert_bits(&d.decrypt(&c).unwrap(), &x, 12.0);
+}
+
+#[test]
+fn additive_and_scalar_operations() {
+    let s = standard();
+    let ctx = &s.ctx;
+    let enc = Encoder::new(ctx);
+    let mut e = Encryptor::new(ctx);
+    let d = Decryptor::new(ctx, &s.sk);
+    let ev = Evaluator::with_keys(ctx, &s.keys).unwrap();
+    let n = ctx.params().slots();
+    let (x, y) = (values(n, 2), values(n, 3));
+    let delta = 2f64.powi(40);
+    let cx = e.encrypt_pk(&enc.encode(&x, delta, 3).unwrap(), &s.pk).unwrap();
+    let cy = e.encrypt_pk(&enc.encode(&y, delta, 3).unwrap(), &s.pk).unwrap();
+    let zip = |f: &dyn Fn(f64, f64) -> f64| -> Vec<f64> { x.iter().zip(&y).map(|(a, b)| f(*a, *b)).collect() };
+
+    assert_bits(&d.decrypt(&ev.add(&cx, &cy).unwrap()).unwrap(), &zip(&|a, b| a + b), 22.0);
+    assert_bits(&d.decrypt(&ev.sub(&cx, &cy).unwrap()).unwrap(), &zip(&|a, b| a - b), 22.0);
+    let mut neg = cx.clone();
+    ev.neg_assign(&mut neg);
+    assert_bits(&d.decrypt(&neg).unwrap(), &zip(&|a, _| -a), 22.0);
+
+    let mut c = cx.clone();
+    ev.add_plain_assign(&mut c, &enc.encode(&y, delta, 3).unwrap()).unwrap();
+    assert_bits(&d.decrypt(&c).unwrap(), &zip(&|a, b| a + b), 22.0);
+
+    let mut c = ev.mul_plain(&cx, &enc.encode(&y, delta, 3).unwrap()).unwrap();
+    ev.rescale_assign(&mut c).unwrap();
+    assert_eq!(c.level(), 2);
+    assert_bits(&d.decrypt(&c).unwrap(), &zip(&|a, b| a * b), 21.0);
+
+    let mut c = cx.clone();
+    ev.add_const_assign(&mut c, 0.375).unwrap();
+    assert_bits(&d.decrypt(&c).unwrap(), &zip(&|a, _| a + 0.375), 22.0);
+
+    let mut c = cx.clone();
+    ev.mul_int_assign(&mut c, -3);
+    assert_bits(&d.decrypt(&c).unwrap(), &zip(&|a, _| -3.0 * a), 20.0);
+
+    let mut c = cx.clone();
+    ev.mul_const_assign(&mut c, 0.2333984375, 2f64.powi(30)).unwrap();
+    ev.rescale_assign(&mut c).unwrap();
+    assert_bits(&d.decrypt(&c).unwrap(), &zip(&|a, _| 0.2333984375 * a), 16.0);
+
+    let mut c = cx.clone();
+    ev.drop_to_level_assign(&mut c, 1).unwrap();
+    assert_eq!(c.level(), 1);
+    assert_bits(&d.decrypt(&c).unwrap(), &x, 22.0);
+
+    // Mismatches are errors, not wrong answers.
+    assert!(matches!(ev.add(&c, &cy), Err(Error::LevelMismatch(_))));
+    let mut scaled = cx.clone();
+    ev.mul_const_assign(&mut scaled, 1.0, 2.0).unwrap();
+    assert!(matches!(ev.add(&scaled, &cy), Err(Error::ScaleMismatch { .. })));
+}
+
+#[test]
+fn mul_relin_rescale_keeps_25_bits_at_delta_2_40() {
+    let s = standard();
+    let ctx = &s.ctx;
+    let enc = Encoder::new(ctx);
+    let mut e = Encryptor::new(ctx);
+    let d = Decryptor::new(ctx, &s.sk);
+    let ev = Evaluator::with_keys(ctx, &s.keys).unwrap();
+    let n = ctx.params().slots();
+    let (x, y) = (values(n, 4), values(n, 5));
+    let delta = 2f64.powi(40);
+    let cx = e.encrypt_sk(&enc.encode(&x, delta, 3).unwrap(), &s.sk).unwrap();
+    let cy = e.encrypt_sk(&enc.encode(&y, delta, 3).unwrap(), &s.sk).unwrap();
+    let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+    let prod = ev.mul(&cx, &cy).unwrap();
+    assert_eq!(prod.degree(), 2);
+    // A degree-2 ciphertext decrypts too (c0 + c1 s + c2 s^2).
+    let mut r2 = prod.clone();
+    ev.rescale_assign(&mut r2).unwrap();
+    // (rescaling before relinearising multiplies the rounding error by s^2: fewer bits)
+    assert_bits(&d.decrypt(&r2).unwrap(), &want, 19.0);
+    let mut c = ev.relinearize(&prod).unwrap();
+    ev.rescale_assign(&mut c).unwrap();
+    let b = bits(&d.decrypt(&c).unwrap(), &want);
+    assert!(b > 25.0, "{b} bits");
+    let sq = ev.relinearize(&ev.square(&cx).unwrap()).unwrap();
+    let want_sq: Vec<f64> = x.iter().map(|a| a * a).collect();
+    let mut sq = sq;
+    ev.rescale_assign(&mut sq).unwrap();
+    assert_bits(&d.decrypt(&sq).unwrap(), &want_sq, 25.0);
+}
+
+#[test]
+fn rotations_conjugation_and_hoisting() {
+    for s in [standard(), hybrid()] {
+        rotations_with(s);
+    }
+}
+
+fn rotations_with(s: Setup) {
+    let ctx = &s.ctx;
+    let enc = Encoder::new(ctx);
+    let mut e = Encryptor::new(ctx);
+    let d = Decryptor::new(ctx, &s.sk);
+    let ev = Evaluator::with_keys(ctx, &s.keys).unwrap();
+    let n = ctx.params().slots();
+    let x = values(n, 6);
+    let delta = 2f64.powi(40);
+    let cx = e.encrypt_pk(&enc.encode(&x, delta, 3).unwrap(), &s.pk).unwrap();
+    let steps = [1i64, 2, 3, -1, 5, 100, 2047];
+    let hoisted = ev.rotate_hoisted(&cx, &steps).unwrap();
+    for (&k, h) in steps.iter().zip(&hoisted) {
+        let want: Vec<f64> = (0..n).map(|i| x[(i as i64 + k).rem_euclid(n as i64) as usize]).collect();
+        let r = ev.rotate(&cx, k).unwrap();
+        assert_bits(&d.decrypt(&r).unwrap(), &want, 20.0);
+        assert_bits(&d.decrypt(h).unwrap(), &want, 20.0);
+    }
+    // Conjugation on complex slots.
+    let z: Vec<C64> = (0..n).map(|i| C64::new(x[i], x[(i + 1) % n])).collect();
+    let cz = e.encrypt_pk(&enc.encode_complex(&z, delta, 3).unwrap(), &s.pk).unwrap();
+    let got = d.decrypt_complex(&ev.conjugate(&cz).unwrap()).unwrap();
+    let err = got.iter().zip(&z).map(|(g, w)| g.sub(w.conj()).abs()).fold(0f64, f64::max);
+    assert!(err < 2f64.powi(-22), "{err}");
+    // A missing key is named.
+    assert!(matches!(ev.rotate(&cx, 7), Err(Error::MissingKey(_))));
+}
+
+#[test]
+fn wrong_key_set_is_refused() {
+    let a = standard();
+    let b = standard();
+    let enc = Encoder::new(&a.ctx);
+    let mut e = Encryptor::new(&a.ctx);
+    let pt = enc.encode(&[0.5], 2f64.powi(40), 3).unwrap();
+    let ct = e.encrypt_pk(&pt, &a.pk).unwrap();
+    // b's keys were generated on a context with equal parameters but another secret.
+    let ev = Evaluator::with_keys(&a.ctx, &b.keys).unwrap();
+    assert!(matches!(ev.rotate(&ct, 1), Err(Error::KeySetMismatch(_))));
+    assert!(matches!(Decryptor::new(&a.ctx, &b.sk).decrypt(&ct), Err(Error::KeySetMismatch(_))));
+}
+
+#[test]
+fn rescale_at_level_zero_is_an_error() {
+    let s = setup(10, &[50], &[50], 1, &[]);
+    let enc = Encoder::new(&s.ctx);
+    let ct = Encryptor::new(&s.ctx)
+        .encrypt_pk(&enc.encode(&[1.0], 2f64.powi(20), 0).unwrap(), &s.pk)
+        .unwrap();
+    let ev = Evaluator::with_keys(&s.ctx, &s.keys).unwrap();
+    assert!(matches!(ev.rescale(&ct), Err(Error::LevelExhausted)));
+}
+
+/// The depth the compiler needs: 20 towers of ~2 log2(Delta) bits, each absorbing a
+/// square (Delta^2) and a scalar product at a compensating scale (~Delta), so 40
+/// multiplications, with the scale kept exactly at Delta after every rescale.
+fn depth_chain(log_delta: i32, tower_bits: u32, base_bits: u32, min_bits: f64) {
+    let mut q = vec![base_bits];
+    q.extend(std::iter::repeat_n(tower_bits, 20));
+    let s = setup(12, &q, &[tower_bits + 1], 21, &[]);
+    let ctx = &s.ctx;
+    let enc = Encoder::new(ctx);
+    let d = Decryptor::new(ctx, &s.sk);
+    let ev = Evaluator::with_keys(ctx, &s.keys).unwrap();
+    let n = ctx.params().slots();
+    let delta = 2f64.powi(log_delta);
+    let mut want = values(n, 7);
+    let mut ct = Encryptor::new(ctx)
+        .encrypt_sk(&enc.encode(&want, delta, 20).unwrap(), &s.sk)
+        .unwrap();
+    for step in 0..20 {
+        let level = ct.level();
+        let q_l = ctx.q_modulus(level).value() as f64;
+        let mut sq = ev.relinearize(&ev.square(&ct).unwrap()).unwrap();
+        // Compensating scale: after the rescale the scale is Delta again, exactly.
+        let c_scale = q_l * delta / sq.scale;
+        ev.mul_const_assign(&mut sq, 0.5, c_scale).unwrap();
+        ev.add_const_assign(&mut sq, 0.25).unwrap();
+        ev.rescale_assign(&mut sq).unwrap();
+        assert!((sq.scale / delta - 1.0).abs() < 1e-9, "step {step}: scale drifted");
+        for w in want.iter_mut() {
+            *w = 0.5 * *w * *w + 0.25;
+        }
+        ct = sq;
+    }
+    assert_eq!(ct.level(), 0);
+    let b = bits(&d.decrypt(&ct).unwrap(), &want);
+    assert!(b >= min_bits, "depth chain at Delta = 2^{log_delta}: {b:.1} bits");
+}
+
+#[test]
+fn depth_chain_40_multiplications_delta_2_20() {
+    depth_chain(20, 40, 30, 7.0);
+}
+
+#[test]
+fn depth_chain_40_multiplications_delta_2_26() {
+    depth_chain(26, 52, 40, 13.0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    #[test]
+    fn encode_decode_round_trip(seed in any::<u64>(), log_scale in 20i32..50, level in 0usize..4) {
+        let params = Params::insecure_for_tests(10, &[60, 40, 40, 40], &[60], 4).unwrap();
+        let ctx = Context::new(params).unwrap();
+        let enc = Encoder::new(&ctx);
+        let x = values(ctx.params().slots(), seed);
+        let pt = enc.encode(&x, 2f64.powi(log_scale), level).unwrap();
+        prop_assert!(bits(&enc.decode(&pt), &x) > (log_scale as f64 - 12.0).min(40.0));
+    }
+}
+
+#[test]
+fn rotation_composition() {
+    // rot a then rot b == rot (a + b), for several pairs.
+    let s = setup(11, &[60, 40], &[60], 2, &[1, 3, 4, 7, 10, -3]);
+    let ctx = &s.ctx;
+    let enc = Encoder::new(ctx);
+    let d = Decryptor::new(ctx, &s.sk);
+    let ev = Evaluator::with_keys(ctx, &s.keys).unwrap();
+    let x = values(ctx.params().slots(), 8);
+    let ct = Encryptor::new(ctx)
+        .encrypt_pk(&enc.encode(&x, 2f64.powi(40), 1).unwrap(), &s.pk)
+        .unwrap();
+    for (a, b, c) in [(1i64, 3i64, 4i64), (3, 7, 10), (7, -3, 4), (4, -3, 1)] {
+        let ab = ev.rotate(&ev.rotate(&ct, a).unwrap(), b).unwrap();
+        let direct = ev.rotate(&ct, c).unwrap();
+        assert_bits(&d.decrypt(&ab).unwrap(), &d.decrypt(&direct).unwrap(), 20.0);
+    }
+}
+

@@ -1,0 +1,1 @@
+//! Versioned, checksummed serialisation of parameters, keys and ciphertexts.

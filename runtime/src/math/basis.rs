@@ -1,0 +1,206 @@
+//! Fast (approximate) RNS basis conversion, the hot loop of hybrid key switching.
+//!
+//! Converting x, given by residues x_i modulo the primes a_i of A, to a prime b computes
+//! sum_i [x_i * (A/a_i)^-1]_{a_i} * (A/a_i) mod b, which equals x + u*A for some
+//! 0 <= u < len(A). Key switching tolerates the u*A term (ModUp multiplies it by a
+//! gadget factor that vanishes modulo Q; ModDown divides it away by P with a small error).
+//!
+//! The products are accumulated in 128 bits and reduced once per output with a two-word
+//! Barrett reduction, so one output costs len(A) multiplications plus one reduction.
+
+use crate::math::modulus::Modulus;
+
+/// Barrett constant floor(2^128 / b) for reducing full 128-bit accumulators.
+#[derive(Clone, Copy, Debug)]
+pub struct WideReducer {
+    b: u64,
+    m_hi: u64,
+    m_lo: u64,
+}
+
+impl WideReducer {
+    pub fn new(b: u64) -> Self {
+        // floor(2^128 / b) = floor((2^128 - 1) / b) since b is not a power of two.
+        let mu = u128::MAX / b as u128;
+        WideReducer {
+            b,
+            m_hi: (mu >> 64) as u64,
+            m_lo: mu as u64,
+        }
+    }
+
+    /// x mod b for any 128-bit x.
+    #[inline(always)]
+    pub fn reduce(&self, x: u128) -> u64 {
+        let (x1, x0) = ((x >> 64) as u64, x as u64);
+        let mid = (x1 as u128 * self.m_lo as u128)
+            .wrapping_add(x0 as u128 * self.m_hi as u128)
+            .wrapping_add((x0 as u128 * self.m_lo as u128) >> 64);
+        let q_est = x1.wrapping_mul(self.m_hi).wrapping_add((mid >> 64) as u64);
+        let mut r = x0.wrapping_sub(q_est.wrapping_mul(self.b));
+        while r >= self.b {
+            r -= self.b;
+        }
+        r
+    }
+}
+
+/// Precomputed tables for converting from basis `from` to basis `to`.
+pub struct BasisConverter {
+    from: Vec<Modulus>,
+    to: Vec<Modulus>,
+    hat_inv: Vec<(u64, u64)>,
+    /// `hat_mod[j * from.len() + i]` = (A / a_i) mod b_j.
+    hat_mod: Vec<u64>,
+    reducers: Vec<WideReducer>,
+    /// Number of terms that can be summed in 128 bits before a reduction is needed.
+    chunk: usize,
+}
+
+impl BasisConverter {
+    pub fn new(from: &[Modulus], to: &[Modulus]) -> Self {
+        let hat_inv = from
+            .iter()
+            .enumerate()
+            .map(|(i, ai)| {
+                let mut h = 1u64;
+                for (k, ak) in from.iter().enumerate() {
+                    if k != i {
+                        h = ai.mul(h, ai.reduce_u64(ak.value()));
+                    }
+                }
+                let inv = ai.inv(h);
+                (inv, ai.shoup(inv))
+            })
+            .collect();
+        let mut hat_mod = Vec::with_capacity(from.len() * to.len());
+        for bj in to {
+            for i in 0..from.len() {
+                let mut h = 1u64;
+                for (k, ak) in from.iter().enumerate() {
+                    if k != i {
+                        h = bj.mul(h, bj.reduce_u64(ak.value()));
+                    }
+                }
+                hat_mod.push(h);
+            }
+        }
+        let max_a = from.iter().map(|m| m.value()).max().unwrap_or(1) as u128;
+        let max_b = to.iter().map(|m| m.value()).max().unwrap_or(1) as u128;
+        let chunk = (u128::MAX / (max_a * max_b)).clamp(1, 64) as usize;
+        BasisConverter {
+            from: from.to_vec(),
+            to: to.to_vec(),
+            hat_inv,
+            hat_mod,
+            reducers: to.iter().map(|m| WideReducer::new(m.value())).collect(),
+            chunk,
+        }
+    }
+
+    pub fn from_len(&self) -> usize {
+        self.from.len()
+    }
+
+    pub fn to_len(&self) -> usize {
+        self.to.len()
+    }
+
+    /// Converts `input` (from.len() limbs of length n, coefficient form, limb-major) into
+    /// `output` (to.len() limbs of length n). `scratch` must hold from.len() * n words.
+    pub fn convert(&self, input: &[u64], output: &mut [u64], scratch: &mut Vec<u64>) {
+        let k = self.from.len();
+        let n = input.len() / k;
+        scratch.clear();
+        scratch.resize(k * n, 0);
+        for (i, (m, &(c, cs))) in self.from.iter().zip(&self.hat_inv).enumerate() {
+            let src = &input[i * n..(i + 1) * n];
+            let dst = &mut scratch[i * n..(i + 1) * n];
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = m.mul_shoup(x, c, cs);
+            }
+        }
+        for (j, (out, red)) in output.chunks_exact_mut(n).zip(&self.reducers).enumerate() {
+            let coefs = &self.hat_mod[j * k..(j + 1) * k];
+            if k <= self.chunk {
+                convert_limb(scratch, coefs, out, red, n);
+            } else {
+                convert_limb_chunked(scratch, coefs, out, red, n, self.chunk);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn convert_limb(y: &[u64], coefs: &[u64], out: &mut [u64], red: &WideReducer, n: usize) {
+    match coefs.len() {
+        1 => {
+            for (o, &a) in out.iter_mut().zip(&y[..n]) {
+                *o = red.reduce(a as u128 * coefs[0] as u128);
+            }
+        }
+        _ => {
+            for (idx, o) in out.iter_mut().enumerate() {
+                let mut acc = 0u128;
+                for (i, &c) in coefs.iter().enumerate() {
+                    acc += y[i * n + idx] as u128 * c as u128;
+                }
+                *o = red.reduce(acc);
+            }
+        }
+    }
+}
+
+fn convert_limb_chunked(
+    y: &[u64],
+    coefs: &[u64],
+    out: &mut [u64],
+    red: &WideReducer,
+    n: usize,
+    chunk: usize,
+) {
+    for (idx, o) in out.iter_mut().enumerate() {
+        let mut r = 0u64;
+        for (ci, cs) in coefs.chunks(chunk).enumerate() {
+            let mut acc = r as u128;
+            for (i, &c) in cs.iter().enumerate() {
+                acc += y[(ci * chunk + i) * n + idx] as u128 * c as u128;
+            }
+            r = red.reduce(acc);
+        }
+        *o = r;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::math::primes::ntt_primes;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn wide_reduce_is_exact(x in any::<u128>(), bits in 20u32..62) {
+            let b = ntt_primes(bits, 1 << 10, 1, &[]).unwrap()[0];
+            prop_assert_eq!(WideReducer::new(b).reduce(x), (x % b as u128) as u64);
+        }
+
+        #[test]
+        fn conversion_is_x_plus_small_multiple_of_a(xs in prop::collection::vec(any::<u64>(), 4)) {
+            // CRT reconstruction: x from 3 residues, converted to a 4th prime, equals
+            // x + u*A (mod b) for some 0 <= u < 3.
+            let ps = ntt_primes(40, 1 << 10, 4, &[]).unwrap();
+            let from: Vec<Modulus> = ps[..3].iter().map(|&p| Modulus::new(p)).collect();
+            let to = [Modulus::new(ps[3])];
+            let a: u128 = ps[..3].iter().map(|&p| p as u128).product::<u128>();
+            let x = (xs[0] as u128 | ((xs[1] as u128) << 64)) % a;
+            let input: Vec<u64> = from.iter().map(|m| (x % m.value() as u128) as u64).collect();
+            let conv = BasisConverter::new(&from, &to);
+            let mut out = vec![0u64; 1];
+            conv.convert(&input, &mut out, &mut Vec::new());
+            let b = ps[3] as u128;
+            let ok = (0..3u128).any(|u| ((x % b) + (u * (a % b))) % b == out[0] as u128);
+            prop_assert!(ok);
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Ring arithmetic below CKKS: modular arithmetic, NTT-friendly primes, NTT plans,
+//! RNS polynomials, basis conversion, CRT reconstruction and sampling.
+
+pub mod basis;
+pub mod crt;
+pub mod modulus;
+pub mod ntt;
+pub mod poly;
+pub mod primes;
+pub mod sampling;
