@@ -1,4 +1,15 @@
-//! `fhec`: the command-line edge of the compiler.
-fn main() {
-    println!("fhec {}", env!("CARGO_PKG_VERSION"));
+//! `fhec`: the command-line edge of the compiler (verbs live in `cli/`, one file each).
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match cli::run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

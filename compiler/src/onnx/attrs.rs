@@ -9,13 +9,20 @@ pub fn node_name(node: &NodeProto) -> String {
     if !node.name.is_empty() {
         node.name.clone()
     } else {
-        node.output.first().cloned().unwrap_or_else(|| node.op_type.clone())
+        node.output
+            .first()
+            .cloned()
+            .unwrap_or_else(|| node.op_type.clone())
     }
 }
 
 /// An error about `node`.
 pub fn node_err(node: &NodeProto, msg: impl Into<String>) -> ImportError {
-    ImportError::Node { node: node_name(node), op: node.op_type.clone(), msg: msg.into() }
+    ImportError::Node {
+        node: node_name(node),
+        op: node.op_type.clone(),
+        msg: msg.into(),
+    }
 }
 
 pub fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
@@ -66,7 +73,10 @@ pub fn axis(node: &NodeProto, a: i64, rank: usize) -> Result<usize, ImportError>
     let r = rank as i64;
     let v = if a < 0 { a + r } else { a };
     if v < 0 || v >= r {
-        return Err(node_err(node, format!("axis {a} out of range for rank {rank}")));
+        return Err(node_err(
+            node,
+            format!("axis {a} out of range for rank {rank}"),
+        ));
     }
     Ok(v as usize)
 }

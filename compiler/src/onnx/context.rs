@@ -29,12 +29,19 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new() -> Self {
-        Ctx { graph: Graph::new(), values: HashMap::new(), const_nodes: HashMap::new() }
+        Ctx {
+            graph: Graph::new(),
+            values: HashMap::new(),
+            const_nodes: HashMap::new(),
+        }
     }
 
     /// Input `slot` of `node`, if present (absent or empty name = optional input left out).
     pub fn input_name<'a>(&self, node: &'a NodeProto, slot: usize) -> Option<&'a str> {
-        node.input.get(slot).map(|s| s.as_str()).filter(|s| !s.is_empty())
+        node.input
+            .get(slot)
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
     }
 
     fn lookup(&self, node: &NodeProto, name: &str) -> Result<&Value, ImportError> {
@@ -60,7 +67,12 @@ impl Ctx {
     }
 
     /// Input `slot` as a constant; `what` names its role for the error message.
-    pub fn constant(&self, node: &NodeProto, slot: usize, what: &str) -> Result<Tensor, ImportError> {
+    pub fn constant(
+        &self,
+        node: &NodeProto,
+        slot: usize,
+        what: &str,
+    ) -> Result<Tensor, ImportError> {
         match self.value(node, slot)? {
             Value::Const(t) => Ok(t),
             Value::Node(_) => Err(node_err(
@@ -108,8 +120,16 @@ impl Ctx {
 
     /// Emits `op` over the given input slots of `node`: evaluated right away when every
     /// input is constant (constant folding), otherwise added to the graph.
-    pub fn emit(&mut self, node: &NodeProto, op: Op, slots: &[usize]) -> Result<Value, ImportError> {
-        let vals: Vec<Value> = slots.iter().map(|&s| self.value(node, s)).collect::<Result<_, _>>()?;
+    pub fn emit(
+        &mut self,
+        node: &NodeProto,
+        op: Op,
+        slots: &[usize],
+    ) -> Result<Value, ImportError> {
+        let vals: Vec<Value> = slots
+            .iter()
+            .map(|&s| self.value(node, s))
+            .collect::<Result<_, _>>()?;
         if vals.iter().all(|v| matches!(v, Value::Const(_))) {
             let ts: Vec<&Tensor> = vals
                 .iter()
@@ -118,25 +138,37 @@ impl Ctx {
                     Value::Node(_) => unreachable!("all inputs are constants"),
                 })
                 .collect();
-            return eval_op(&op, &ts).map(Value::Const).map_err(|source| ImportError::Ir {
-                node: node_name(node),
-                op: node.op_type.clone(),
-                source,
-            });
+            return eval_op(&op, &ts)
+                .map(Value::Const)
+                .map_err(|source| ImportError::Ir {
+                    node: node_name(node),
+                    op: node.op_type.clone(),
+                    source,
+                });
         }
-        let ids: Vec<NodeId> = slots.iter().map(|&s| self.node_input(node, s)).collect::<Result<_, _>>()?;
+        let ids: Vec<NodeId> = slots
+            .iter()
+            .map(|&s| self.node_input(node, s))
+            .collect::<Result<_, _>>()?;
         self.add(node, op, &ids)
     }
 
     /// Adds `op` over IR nodes `ids`, named after `node`.
     pub fn add(&mut self, node: &NodeProto, op: Op, ids: &[NodeId]) -> Result<Value, ImportError> {
-        self.graph.add_node(node_name(node), op, ids).map(Value::Node).map_err(|e| {
-            let source = match e {
-                IrError::At { source, .. } => *source,
-                e => e,
-            };
-            ImportError::Ir { node: node_name(node), op: node.op_type.clone(), source }
-        })
+        self.graph
+            .add_node(node_name(node), op, ids)
+            .map(Value::Node)
+            .map_err(|e| {
+                let source = match e {
+                    IrError::At { source, .. } => *source,
+                    e => e,
+                };
+                ImportError::Ir {
+                    node: node_name(node),
+                    op: node.op_type.clone(),
+                    source,
+                }
+            })
     }
 }
 

@@ -14,14 +14,26 @@ pub enum ImportError {
     #[error("'{path}' is not an ONNX model: {reason}")]
     NotOnnx { path: String, reason: String },
     #[error("unsupported ONNX op '{op}' (node '{node}'); supported ops: {supported}")]
-    UnsupportedOp { op: String, node: String, supported: String },
+    UnsupportedOp {
+        op: String,
+        node: String,
+        supported: String,
+    },
     #[error(
         "input '{name}' has a dynamic or unknown shape {shape}; give a fixed shape with \
          --input-shape {example}"
     )]
-    DynamicShape { name: String, shape: String, example: String },
+    DynamicShape {
+        name: String,
+        shape: String,
+        example: String,
+    },
     #[error("node '{node}' ({op}): {msg}")]
-    Node { node: String, op: String, msg: String },
+    Node {
+        node: String,
+        op: String,
+        msg: String,
+    },
     #[error("node '{node}' ({op}): {source}")]
     Ir {
         node: String,

@@ -89,7 +89,11 @@ fn per_channel(t: &Tensor, shape: &[usize], channels: usize) -> Option<Vec<f64>>
             return None;
         }
     }
-    Some(if on_channel { t.data().to_vec() } else { vec![t.data()[0]; channels] })
+    Some(if on_channel {
+        t.data().to_vec()
+    } else {
+        vec![t.data()[0]; channels]
+    })
 }
 
 type Coeffs = [Vec<f64>; 3];
@@ -102,7 +106,11 @@ fn expand(t: &Term, shape: &[usize], c: usize) -> Option<(Coeffs, usize)> {
         Term::Const(k) => ([per_channel(k, shape, c)?, zero.clone(), zero], 0),
         Term::Add(a, b) | Term::Sub(a, b) => {
             let ((pa, da), (pb, db)) = (expand(a, shape, c)?, expand(b, shape, c)?);
-            let s = if matches!(t, Term::Add(..)) { 1.0 } else { -1.0 };
+            let s = if matches!(t, Term::Add(..)) {
+                1.0
+            } else {
+                -1.0
+            };
             let f = |i: usize| pa[i].iter().zip(&pb[i]).map(|(x, y)| x + s * y).collect();
             ([f(0), f(1), f(2)], da.max(db))
         }
@@ -152,7 +160,9 @@ pub fn match_polynomials(g: &mut Graph) -> usize {
             continue;
         }
         let mut st = State::default();
-        let Some(term) = build(g, root, None, &mut st) else { continue };
+        let Some(term) = build(g, root, None, &mut st) else {
+            continue;
+        };
         let Some(base) = st.base else { continue };
         let shape = g.node(base).shape.clone();
         if st.interior.iter().any(|&i| g.node(i).shape != shape) {
@@ -162,13 +172,21 @@ pub fn match_polynomials(g: &mut Graph) -> usize {
         if c == 0 {
             continue;
         }
-        let Some(([c0, c1, c2], deg)) = expand(&term, &shape, c) else { continue };
+        let Some(([c0, c1, c2], deg)) = expand(&term, &shape, c) else {
+            continue;
+        };
         if deg != 2 {
             continue;
         }
-        let poly = Poly::Quadratic { c0: compact(c0), c1: compact(c1), c2: compact(c2) };
+        let poly = Poly::Quadratic {
+            c0: compact(c0),
+            c1: compact(c1),
+            c2: compact(c2),
+        };
         let name = g.node(root).name.clone();
-        let Ok(p) = g.add_node(name, Op::Poly(poly), &[base]) else { continue };
+        let Ok(p) = g.add_node(name, Op::Poly(poly), &[base]) else {
+            continue;
+        };
         g.replace_uses(root, p);
         for &i in &st.interior {
             g.remove_node(i);
@@ -179,4 +197,225 @@ pub fn match_polynomials(g: &mut Graph) -> usize {
         g.remove_dead();
     }
     count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::builder::ModelBuilder;
+    use super::super::{import_model, ImportOptions};
+    use passes::interpret::run;
+    use passes::ir::{Graph, Op, Poly, Tensor};
+
+    const C: i64 = 3;
+
+    fn t(shape: &[usize], d: &[f64]) -> Tensor {
+        Tensor::new(shape.to_vec(), d.to_vec()).unwrap()
+    }
+
+    /// A model with input x [2, C, 2, 2] and scalar constants a=0.5, b=-2, c=3, a per-channel
+    /// vector v = [1, 2, 3] (shape [C, 1, 1]), built by `f`, output "y".
+    fn model(f: impl FnOnce(&mut ModelBuilder)) -> ModelBuilder {
+        let mut b = ModelBuilder::new(13);
+        b.input("x", &[2, C, 2, 2])
+            .init("a", &Tensor::scalar(0.5))
+            .init("b", &Tensor::scalar(-2.0))
+            .init("c", &Tensor::scalar(3.0))
+            .init("v", &t(&[3, 1, 1], &[1.0, 2.0, 3.0]))
+            .init("v4", &t(&[1, 3, 1, 1], &[-1.0, 0.25, 4.0]))
+            .init("two", &Tensor::scalar(2.0))
+            .init("pix", &Tensor::full(vec![1, 1, 2, 2], 1.5));
+        f(&mut b);
+        b.output("y");
+        b
+    }
+
+    fn import(b: &ModelBuilder, poly: bool) -> Graph {
+        let opts = ImportOptions {
+            match_polynomials: poly,
+            ..Default::default()
+        };
+        import_model(&b.build(), None, &opts).unwrap().graph
+    }
+
+    fn polys(g: &Graph) -> Vec<Poly> {
+        g.node_ids()
+            .into_iter()
+            .filter_map(|id| match &g.node(id).op {
+                Op::Poly(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Checks the model matches to exactly one Poly feeding the output, with these
+    /// coefficients, and that the rewrite keeps the values.
+    fn expect_one(b: &ModelBuilder, c0: &[f64], c1: &[f64], c2: &[f64]) {
+        let g = import(b, true);
+        let ps = polys(&g);
+        assert_eq!(
+            ps,
+            vec![Poly::Quadratic {
+                c0: c0.to_vec(),
+                c1: c1.to_vec(),
+                c2: c2.to_vec()
+            }]
+        );
+        assert_eq!(g.len(), 2, "only x and the Poly remain");
+        same_values(b, &g);
+    }
+
+    fn same_values(b: &ModelBuilder, g: &Graph) {
+        let plain = import(b, false);
+        let x = Tensor::new(
+            vec![2, 3, 2, 2],
+            (0..24).map(|i| (i as f64 - 11.0) / 7.0).collect(),
+        )
+        .unwrap();
+        let (r1, r2) = (run(g, &[x.clone()]).unwrap(), run(&plain, &[x]).unwrap());
+        assert!(r1[0].max_abs_diff(&r2[0]).unwrap() < 1e-12);
+    }
+
+    #[test]
+    fn standard_form_any_order() {
+        // 0.5*x*x + (-2)*x + 3
+        let b = model(|b| {
+            b.node("Mul", &["a", "x"], &["t1"], vec![])
+                .node("Mul", &["t1", "x"], &["t2"], vec![])
+                .node("Mul", &["b", "x"], &["t3"], vec![])
+                .node("Add", &["t2", "t3"], &["t4"], vec![])
+                .node("Add", &["t4", "c"], &["y"], vec![]);
+        });
+        expect_one(&b, &[3.0], &[-2.0], &[0.5]);
+        // 3 + (x * -2 + x * (x * 0.5))
+        let b = model(|b| {
+            b.node("Mul", &["x", "b"], &["t1"], vec![])
+                .node("Mul", &["x", "a"], &["t2"], vec![])
+                .node("Mul", &["x", "t2"], &["t3"], vec![])
+                .node("Add", &["t1", "t3"], &["t4"], vec![])
+                .node("Add", &["c", "t4"], &["y"], vec![]);
+        });
+        expect_one(&b, &[3.0], &[-2.0], &[0.5]);
+    }
+
+    #[test]
+    fn horner_square_and_pow() {
+        // (0.5*x + -2)*x + 3
+        let b = model(|b| {
+            b.node("Mul", &["a", "x"], &["t1"], vec![])
+                .node("Add", &["t1", "b"], &["t2"], vec![])
+                .node("Mul", &["t2", "x"], &["t3"], vec![])
+                .node("Add", &["t3", "c"], &["y"], vec![]);
+        });
+        expect_one(&b, &[3.0], &[-2.0], &[0.5]);
+        let b = model(|b| {
+            b.node("Mul", &["x", "x"], &["y"], vec![]);
+        });
+        expect_one(&b, &[0.0], &[0.0], &[1.0]);
+        // Pow(x, 2) * 3 - x
+        let b = model(|b| {
+            b.node("Pow", &["x", "two"], &["t1"], vec![])
+                .node("Mul", &["t1", "c"], &["t2"], vec![])
+                .node("Sub", &["t2", "x"], &["y"], vec![]);
+        });
+        expect_one(&b, &[0.0], &[-1.0], &[3.0]);
+    }
+
+    #[test]
+    fn scaled_and_divided() {
+        // ((x*x + 2x) / 2 + 3) * -2  and  3 - x*x
+        let b = model(|b| {
+            b.node("Mul", &["x", "x"], &["t1"], vec![])
+                .node("Mul", &["two", "x"], &["t2"], vec![])
+                .node("Add", &["t1", "t2"], &["t3"], vec![])
+                .node("Div", &["t3", "two"], &["t4"], vec![])
+                .node("Add", &["t4", "c"], &["t5"], vec![])
+                .node("Mul", &["t5", "b"], &["y"], vec![]);
+        });
+        expect_one(&b, &[-6.0], &[-2.0], &[-1.0]);
+        let b = model(|b| {
+            b.node("Mul", &["x", "x"], &["t1"], vec![])
+                .node("Sub", &["c", "t1"], &["y"], vec![]);
+        });
+        expect_one(&b, &[3.0], &[0.0], &[-1.0]);
+    }
+
+    #[test]
+    fn per_channel_constants() {
+        // v*x*x + v4*x + 3 with v [C,1,1] and v4 [1,C,1,1]
+        let b = model(|b| {
+            b.node("Mul", &["x", "x"], &["t1"], vec![])
+                .node("Mul", &["t1", "v"], &["t2"], vec![])
+                .node("Mul", &["v4", "x"], &["t3"], vec![])
+                .node("Add", &["t2", "t3"], &["t4"], vec![])
+                .node("Add", &["t4", "c"], &["y"], vec![]);
+        });
+        expect_one(&b, &[3.0], &[-1.0, 0.25, 4.0], &[1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn non_matches() {
+        // x*x also leaves the graph: only x*x becomes a Poly; the outer tree stays.
+        let mut b = model(|b| {
+            b.node("Mul", &["x", "x"], &["t1"], vec![])
+                .node("Add", &["t1", "x"], &["y"], vec![]);
+        });
+        b.output("t1");
+        let g = import(&b, true);
+        assert_eq!(
+            polys(&g),
+            vec![Poly::Quadratic {
+                c0: vec![0.0],
+                c1: vec![0.0],
+                c2: vec![1.0]
+            }]
+        );
+        assert!(g.node_ids().iter().any(|&i| g.node(i).op == Op::Add));
+        // Degree 3: x*x*x keeps an outer Mul.
+        let b = model(|b| {
+            b.node("Mul", &["x", "x"], &["t1"], vec![])
+                .node("Mul", &["t1", "x"], &["y"], vec![]);
+        });
+        let g = import(&b, true);
+        assert_eq!(polys(&g).len(), 1);
+        assert!(g.node_ids().iter().any(|&i| g.node(i).op == Op::Mul));
+        same_values(&b, &g);
+        // A per-pixel constant is not per-channel; a division by x is not polynomial.
+        for b in [
+            model(|b| {
+                b.node("Mul", &["x", "x"], &["t1"], vec![]).node(
+                    "Mul",
+                    &["t1", "pix"],
+                    &["y"],
+                    vec![],
+                );
+            }),
+            model(|b| {
+                b.node("Add", &["x", "c"], &["t1"], vec![]).node(
+                    "Div",
+                    &["t1", "x"],
+                    &["y"],
+                    vec![],
+                );
+            }),
+            model(|b| {
+                b.node("Relu", &["x"], &["r"], vec![])
+                    .node("Mul", &["x", "r"], &["y"], vec![]);
+            }),
+        ] {
+            let g = import(&b, true);
+            assert!(polys(&g).iter().all(|p| *p
+                != Poly::Quadratic {
+                    c0: vec![0.0],
+                    c1: vec![0.0],
+                    c2: vec![1.5]
+                }));
+            same_values(&b, &g);
+        }
+        // Degree 1 stays as it is.
+        let b = model(|b| {
+            b.node("Mul", &["x", "a"], &["t1"], vec![])
+                .node("Add", &["t1", "c"], &["y"], vec![]);
+        });
+        assert!(polys(&import(&b, true)).is_empty());
+    }
 }

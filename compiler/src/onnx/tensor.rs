@@ -13,31 +13,47 @@ use super::ImportError;
 /// Element types we can turn into f64.
 fn supported(dt: i32) -> bool {
     use DataType::*;
-    [Float, Double, Float16, Int64, Int32, Int16, Int8, Uint8, Uint16, Uint32, Uint64, Bool]
-        .iter()
-        .any(|&d| d as i32 == dt)
+    [
+        Float, Double, Float16, Int64, Int32, Int16, Int8, Uint8, Uint16, Uint32, Uint64, Bool,
+    ]
+    .iter()
+    .any(|&d| d as i32 == dt)
 }
 
 /// Converts a TensorProto (inline or external data next to `model_dir`) into an f64 tensor.
 pub fn from_proto(t: &TensorProto, model_dir: Option<&str>) -> Result<Tensor, ImportError> {
-    let err = |msg: String| ImportError::Tensor { name: t.name.clone(), msg };
+    let err = |msg: String| ImportError::Tensor {
+        name: t.name.clone(),
+        msg,
+    };
     if !supported(t.data_type) {
-        let dt = DataType::try_from(t.data_type).map(|d| d.as_str_name()).unwrap_or("unknown");
-        return Err(err(format!("element type {dt} ({}) is not supported", t.data_type)));
+        let dt = DataType::try_from(t.data_type)
+            .map(|d| d.as_str_name())
+            .unwrap_or("unknown");
+        return Err(err(format!(
+            "element type {dt} ({}) is not supported",
+            t.data_type
+        )));
     }
     let resolver = tract_onnx::data_resolver::default();
     let tt = tract_onnx::tensor::load_tensor(&*resolver, t, model_dir)
         .map_err(|e| err(format!("{e:#}")))?;
     let shape = tt.shape().to_vec();
     let tt = tt.cast_to::<f64>().map_err(|e| err(format!("{e:#}")))?;
-    let view = tt.to_plain_array_view::<f64>().map_err(|e| err(format!("{e:#}")))?;
+    let view = tt
+        .to_plain_array_view::<f64>()
+        .map_err(|e| err(format!("{e:#}")))?;
     let data: Vec<f64> = view.iter().copied().collect();
     Tensor::new(shape, data).map_err(|e| err(e.to_string()))
 }
 
 /// Converts an f64 tensor into a FLOAT TensorProto (raw little-endian data).
 pub fn to_proto(t: &Tensor, name: &str) -> TensorProto {
-    let raw: Vec<u8> = t.data().iter().flat_map(|&x| (x as f32).to_le_bytes()).collect();
+    let raw: Vec<u8> = t
+        .data()
+        .iter()
+        .flat_map(|&x| (x as f32).to_le_bytes())
+        .collect();
     TensorProto {
         dims: t.shape().iter().map(|&d| d as i64).collect(),
         data_type: DataType::Float as i32,
@@ -50,16 +66,23 @@ pub fn to_proto(t: &Tensor, name: &str) -> TensorProto {
 /// Reads a serialized TensorProto (`.pb`) file.
 pub fn read_pb(path: &Path) -> Result<Tensor, ImportError> {
     let p = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io { path: p.clone(), source })?;
-    let proto = TensorProto::decode(&bytes[..])
-        .map_err(|e| ImportError::Tensor { name: p.clone(), msg: format!("not a TensorProto: {e}") })?;
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    let proto = TensorProto::decode(&bytes[..]).map_err(|e| ImportError::Tensor {
+        name: p.clone(),
+        msg: format!("not a TensorProto: {e}"),
+    })?;
     from_proto(&proto, path.parent().and_then(|d| d.to_str()))
 }
 
 /// Writes `t` as a serialized FLOAT TensorProto.
 pub fn write_pb(path: &Path, t: &Tensor, name: &str) -> Result<(), ImportError> {
-    std::fs::write(path, to_proto(t, name).encode_to_vec())
-        .map_err(|source| ImportError::Io { path: path.display().to_string(), source })
+    std::fs::write(path, to_proto(t, name).encode_to_vec()).map_err(|source| ImportError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -77,9 +100,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(from_proto(&p, None).unwrap().data(), &[1.0, -1.0, 7.0]);
-        let s = TensorProto { dims: vec![1], data_type: DataType::String as i32, ..Default::default() };
+        let s = TensorProto {
+            dims: vec![1],
+            data_type: DataType::String as i32,
+            ..Default::default()
+        };
         assert!(from_proto(&s, None).is_err());
-        let bad = TensorProto { dims: vec![4], data_type: 1, float_data: vec![1.0], ..Default::default() };
+        let bad = TensorProto {
+            dims: vec![4],
+            data_type: 1,
+            float_data: vec![1.0],
+            ..Default::default()
+        };
         assert!(from_proto(&bad, None).is_err());
     }
 }

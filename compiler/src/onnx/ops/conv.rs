@@ -20,7 +20,10 @@ pub fn resolve_pads(
         "NOTSET" | "" => {
             let p = attrs::usizes(n, "pads")?.unwrap_or_else(|| vec![0; 4]);
             if p.len() != 4 {
-                return Err(node_err(n, format!("expected 4 pads for a 2-D op, got {p:?}")));
+                return Err(node_err(
+                    n,
+                    format!("expected 4 pads for a 2-D op, got {p:?}"),
+                ));
             }
             Ok([p[0], p[1], p[2], p[3]])
         }
@@ -32,8 +35,11 @@ pub fn resolve_pads(
                 let out = input_hw[i].div_ceil(strides[i]);
                 let total = ((out - 1) * strides[i] + kernel[i]).saturating_sub(input_hw[i]);
                 let small = total / 2;
-                (begin[i], end[i]) =
-                    if auto == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                (begin[i], end[i]) = if auto == "SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                };
             }
             Ok([begin[0], begin[1], end[0], end[1]])
         }
@@ -45,12 +51,18 @@ pub fn resolve_pads(
 pub fn strides_2d(n: &NodeProto) -> Result<[usize; 2], ImportError> {
     if let Some(d) = attrs::usizes(n, "dilations")? {
         if d.iter().any(|&x| x != 1) {
-            return Err(node_err(n, format!("dilations {d:?} are not supported (only 1)")));
+            return Err(node_err(
+                n,
+                format!("dilations {d:?} are not supported (only 1)"),
+            ));
         }
     }
     let s = attrs::usizes(n, "strides")?.unwrap_or_else(|| vec![1, 1]);
     if s.len() != 2 || s.contains(&0) {
-        return Err(node_err(n, format!("expected 2 positive strides, got {s:?}")));
+        return Err(node_err(
+            n,
+            format!("expected 2 positive strides, got {s:?}"),
+        ));
     }
     Ok([s[0], s[1]])
 }
@@ -71,7 +83,10 @@ pub fn conv(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     let ws = weight.shape().to_vec();
     if let Some(k) = attrs::usizes(n, "kernel_shape")? {
         if k != ws[2..] {
-            return Err(node_err(n, format!("kernel_shape {k:?} differs from weight {ws:?}")));
+            return Err(node_err(
+                n,
+                format!("kernel_shape {k:?} differs from weight {ws:?}"),
+            ));
         }
     }
     let strides = strides_2d(n)?;
@@ -84,6 +99,12 @@ pub fn conv(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
         Some(b) if b.rank() != 1 => return Err(node_err(n, "bias must be 1-D")),
         b => b,
     };
-    let op = Op::Conv(Conv { weight, bias, strides, pads, group: group as usize });
+    let op = Op::Conv(Conv {
+        weight,
+        bias,
+        strides,
+        pads,
+        group: group as usize,
+    });
     cx.emit(n, op, &[0])
 }

@@ -47,7 +47,9 @@ pub fn neg(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     match cx.value(n, 0)? {
         Value::Const(t) => Ok(Value::Const(t.map(|x| -x))),
         Value::Node(x) => {
-            let c = cx.graph.add_const(format!("{}_minus_one", n.output[0]), Tensor::scalar(-1.0));
+            let c = cx
+                .graph
+                .add_const(format!("{}_minus_one", n.output[0]), Tensor::scalar(-1.0));
             cx.add(n, Op::Mul, &[x, c])
         }
     }
@@ -71,7 +73,10 @@ pub fn pow(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
             let shape = cx.graph.node(x).shape.clone();
             let check = passes::ir::shape::broadcast(&shape, e.shape());
             if check.as_deref() != Some(&shape[..]) {
-                return Err(node_err(n, "an exponent that broadcasts the base is not supported"));
+                return Err(node_err(
+                    n,
+                    "an exponent that broadcasts the base is not supported",
+                ));
             }
             if first == 2.0 {
                 cx.add(n, Op::Mul, &[x, x])
@@ -80,7 +85,9 @@ pub fn pow(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
             } else {
                 Err(node_err(
                     n,
-                    format!("exponent {first} is not supported on non-constant inputs (only 2 and 1)"),
+                    format!(
+                        "exponent {first} is not supported on non-constant inputs (only 2 and 1)"
+                    ),
                 ))
             }
         }

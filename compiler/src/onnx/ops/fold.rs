@@ -12,7 +12,9 @@ use crate::onnx::tensor::from_proto;
 use crate::onnx::ImportError;
 
 fn mk(n: &NodeProto, shape: Vec<usize>, data: Vec<f64>) -> Result<Value, ImportError> {
-    Tensor::new(shape, data).map(Value::Const).map_err(|e| node_err(n, e.to_string()))
+    Tensor::new(shape, data)
+        .map(Value::Const)
+        .map_err(|e| node_err(n, e.to_string()))
 }
 
 pub fn shape(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
@@ -33,12 +35,19 @@ pub fn gather(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
         return Err(node_err(n, "cannot gather from a scalar"));
     }
     let axis = attrs::axis(n, attrs::int(n, "axis", 0), ds.len())?;
-    let (outer, dim, inner) = (ds[..axis].iter().product::<usize>(), ds[axis], ds[axis + 1..].iter().product::<usize>());
+    let (outer, dim, inner) = (
+        ds[..axis].iter().product::<usize>(),
+        ds[axis],
+        ds[axis + 1..].iter().product::<usize>(),
+    );
     let mut indices = Vec::with_capacity(idx.len());
     for i in idx.to_i64_vec().map_err(|e| node_err(n, e.to_string()))? {
         let j = if i < 0 { i + dim as i64 } else { i };
         if j < 0 || j >= dim as i64 {
-            return Err(node_err(n, format!("index {i} out of range for dimension {dim}")));
+            return Err(node_err(
+                n,
+                format!("index {i} out of range for dimension {dim}"),
+            ));
         }
         indices.push(j as usize);
     }
@@ -55,9 +64,14 @@ pub fn gather(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
 }
 
 fn is_float_type(to: i64) -> bool {
-    [DataType::Float, DataType::Double, DataType::Float16, DataType::Bfloat16]
-        .iter()
-        .any(|&d| d as i64 == to)
+    [
+        DataType::Float,
+        DataType::Double,
+        DataType::Float16,
+        DataType::Bfloat16,
+    ]
+    .iter()
+    .any(|&d| d as i64 == to)
 }
 
 pub fn cast(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
@@ -74,7 +88,10 @@ pub fn cast(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
             Ok(Value::Const(r))
         }
         Value::Node(x) if is_float_type(to) => cx.add(n, Op::Identity, &[x]),
-        Value::Node(_) => Err(node_err(n, "casting a non-constant tensor to a non-float type is not supported")),
+        Value::Node(_) => Err(node_err(
+            n,
+            "casting a non-constant tensor to a non-float type is not supported",
+        )),
     }
 }
 
@@ -88,9 +105,19 @@ pub fn concat(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     let axis = attrs::axis(n, attrs::int(n, "axis", 0), rank.max(1))?;
     for p in &parts {
         let ok = p.rank() == rank
-            && p.shape().iter().enumerate().all(|(i, &d)| i == axis || d == first.shape()[i]);
+            && p.shape()
+                .iter()
+                .enumerate()
+                .all(|(i, &d)| i == axis || d == first.shape()[i]);
         if !ok {
-            return Err(node_err(n, format!("cannot concatenate {:?} with {:?}", first.shape(), p.shape())));
+            return Err(node_err(
+                n,
+                format!(
+                    "cannot concatenate {:?} with {:?}",
+                    first.shape(),
+                    p.shape()
+                ),
+            ));
         }
     }
     let outer: usize = first.shape()[..axis].iter().product();
@@ -115,17 +142,27 @@ pub fn constant_of_shape(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportErr
         .map(|d| usize::try_from(d).map_err(|_| node_err(n, format!("negative dimension {d}"))))
         .collect::<Result<_, _>>()?;
     let v = match attrs::tensor(n, "value") {
-        Some(t) => *from_proto(t, None)?.data().first().ok_or_else(|| node_err(n, "empty value"))?,
+        Some(t) => *from_proto(t, None)?
+            .data()
+            .first()
+            .ok_or_else(|| node_err(n, "empty value"))?,
         None => 0.0,
     };
     Ok(Value::Const(Tensor::full(dims, v)))
 }
 
 pub fn transpose(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
-    let t = cx.constant(n, 0, "transposed tensor (Transpose of non-constant tensors is not supported)")?;
+    let t = cx.constant(
+        n,
+        0,
+        "transposed tensor (Transpose of non-constant tensors is not supported)",
+    )?;
     let r = t.rank();
     let perm: Vec<usize> = match attrs::ints(n, "perm") {
-        Some(p) => p.iter().map(|&a| attrs::axis(n, a, r)).collect::<Result<_, _>>()?,
+        Some(p) => p
+            .iter()
+            .map(|&a| attrs::axis(n, a, r))
+            .collect::<Result<_, _>>()?,
         None => (0..r).rev().collect(),
     };
     let mut sorted = perm.clone();
@@ -138,7 +175,13 @@ pub fn transpose(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     let mut out = Vec::with_capacity(t.len());
     let mut ctr = vec![0usize; r];
     for _ in 0..t.len() {
-        out.push(t.data()[ctr.iter().zip(&perm).map(|(&c, &p)| c * is[p]).sum::<usize>()]);
+        out.push(
+            t.data()[ctr
+                .iter()
+                .zip(&perm)
+                .map(|(&c, &p)| c * is[p])
+                .sum::<usize>()],
+        );
         for d in (0..r).rev() {
             ctr[d] += 1;
             if ctr[d] < shape[d] {
@@ -158,13 +201,20 @@ pub fn constant(_cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
         return Ok(Value::Const(Tensor::scalar(a.f as f64)));
     }
     if let Some(v) = attrs::floats(n, "value_floats") {
-        return Ok(Value::Const(Tensor::vector(v.iter().map(|&x| x as f64).collect())));
+        return Ok(Value::Const(Tensor::vector(
+            v.iter().map(|&x| x as f64).collect(),
+        )));
     }
     if let Some(a) = attrs::attr(n, "value_int") {
         return Ok(Value::Const(Tensor::scalar(a.i as f64)));
     }
     if let Some(v) = attrs::ints(n, "value_ints") {
-        return Ok(Value::Const(Tensor::vector(v.iter().map(|&x| x as f64).collect())));
+        return Ok(Value::Const(Tensor::vector(
+            v.iter().map(|&x| x as f64).collect(),
+        )));
     }
-    Err(node_err(n, "only tensor, float(s) and int(s) constant values are supported"))
+    Err(node_err(
+        n,
+        "only tensor, float(s) and int(s) constant values are supported",
+    ))
 }

@@ -26,7 +26,11 @@ fn axes_operand(cx: &Ctx, n: &NodeProto, slot: usize) -> Result<Option<Vec<i64>>
 pub fn flatten(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     let rank = cx.shape(n, 0)?.len();
     let a = attrs::int(n, "axis", 1);
-    let axis = if a == rank as i64 { rank } else { attrs::axis(n, a, rank)? };
+    let axis = if a == rank as i64 {
+        rank
+    } else {
+        attrs::axis(n, a, rank)?
+    };
     cx.emit(n, Op::Flatten { axis }, &[0])
 }
 
@@ -39,7 +43,9 @@ pub fn reshape(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     for (i, &d) in spec.iter().enumerate() {
         match d {
             0 if !allowzero => {
-                let v = *x.get(i).ok_or_else(|| node_err(n, format!("0 at axis {i} beyond input rank")))?;
+                let v = *x
+                    .get(i)
+                    .ok_or_else(|| node_err(n, format!("0 at axis {i} beyond input rank")))?;
                 shape.push(v);
             }
             -1 if infer.is_none() => {
@@ -47,7 +53,12 @@ pub fn reshape(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
                 shape.push(1);
             }
             d if d >= 0 => shape.push(d as usize),
-            d => return Err(node_err(n, format!("invalid target dimension {d} in {spec:?}"))),
+            d => {
+                return Err(node_err(
+                    n,
+                    format!("invalid target dimension {d} in {spec:?}"),
+                ))
+            }
         }
     }
     let total: usize = x.iter().product();
@@ -64,13 +75,24 @@ pub fn reshape(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
 pub fn squeeze(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     let x = cx.shape(n, 0)?;
     let axes = match axes_operand(cx, n, 1)? {
-        Some(a) => a.iter().map(|&a| attrs::axis(n, a, x.len())).collect::<Result<Vec<_>, _>>()?,
+        Some(a) => a
+            .iter()
+            .map(|&a| attrs::axis(n, a, x.len()))
+            .collect::<Result<Vec<_>, _>>()?,
         None => (0..x.len()).filter(|&i| x[i] == 1).collect(),
     };
     if let Some(&a) = axes.iter().find(|&&a| x[a] != 1) {
-        return Err(node_err(n, format!("cannot squeeze axis {a} of size {}", x[a])));
+        return Err(node_err(
+            n,
+            format!("cannot squeeze axis {a} of size {}", x[a]),
+        ));
     }
-    let shape = x.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
+    let shape = x
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !axes.contains(i))
+        .map(|(_, &d)| d)
+        .collect();
     cx.emit(n, Op::Reshape { shape }, &[0])
 }
 
@@ -78,7 +100,10 @@ pub fn unsqueeze(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     let x = cx.shape(n, 0)?;
     let a = axes_operand(cx, n, 1)?.ok_or_else(|| node_err(n, "missing axes"))?;
     let rank = x.len() + a.len();
-    let mut axes = a.iter().map(|&a| attrs::axis(n, a, rank)).collect::<Result<Vec<_>, _>>()?;
+    let mut axes = a
+        .iter()
+        .map(|&a| attrs::axis(n, a, rank))
+        .collect::<Result<Vec<_>, _>>()?;
     axes.sort();
     axes.dedup();
     if axes.len() != a.len() {
@@ -86,7 +111,13 @@ pub fn unsqueeze(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     }
     let mut src = x.iter();
     let shape = (0..rank)
-        .map(|i| if axes.contains(&i) { 1 } else { *src.next().expect("rank adds up") })
+        .map(|i| {
+            if axes.contains(&i) {
+                1
+            } else {
+                *src.next().expect("rank adds up")
+            }
+        })
         .collect();
     cx.emit(n, Op::Reshape { shape }, &[0])
 }
@@ -95,7 +126,10 @@ pub fn pad(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     let x = cx.shape(n, 0)?;
     let mode = attrs::string(n, "mode").unwrap_or_else(|| "constant".into());
     if mode != "constant" {
-        return Err(node_err(n, format!("pad mode '{mode}' is not supported (only constant)")));
+        return Err(node_err(
+            n,
+            format!("pad mode '{mode}' is not supported (only constant)"),
+        ));
     }
     let (raw, value) = if let Some(p) = attrs::ints(n, "pads") {
         (p, attrs::float(n, "value", 0.0) as f64)
@@ -109,14 +143,23 @@ pub fn pad(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
         (p, v)
     };
     let axes: Vec<usize> = match cx.opt_constant(n, 3, "axes")? {
-        Some(t) => ints_of(n, &t)?.iter().map(|&a| attrs::axis(n, a, x.len())).collect::<Result<_, _>>()?,
+        Some(t) => ints_of(n, &t)?
+            .iter()
+            .map(|&a| attrs::axis(n, a, x.len()))
+            .collect::<Result<_, _>>()?,
         None => (0..x.len()).collect(),
     };
     if raw.len() != 2 * axes.len() {
-        return Err(node_err(n, format!("{} pads for {} axes", raw.len(), axes.len())));
+        return Err(node_err(
+            n,
+            format!("{} pads for {} axes", raw.len(), axes.len()),
+        ));
     }
     if raw.iter().any(|&p| p < 0) {
-        return Err(node_err(n, format!("negative pads {raw:?} are not supported")));
+        return Err(node_err(
+            n,
+            format!("negative pads {raw:?} are not supported"),
+        ));
     }
     let mut pads = vec![(0usize, 0usize); x.len()];
     for (i, &a) in axes.iter().enumerate() {
@@ -138,13 +181,25 @@ pub fn slice_axis(dim: usize, start: i64, end: i64, step: i64) -> SliceAxis {
     let len = if st > 0 {
         s = s.clamp(0, d);
         e = e.clamp(0, d);
-        if e > s { (e - s + st - 1) / st } else { 0 }
+        if e > s {
+            (e - s + st - 1) / st
+        } else {
+            0
+        }
     } else {
         s = s.clamp(0, d - 1);
         e = e.clamp(-1, d - 1);
-        if s > e { (s - e + (-st) - 1) / (-st) } else { 0 }
+        if s > e {
+            (s - e + (-st) - 1) / (-st)
+        } else {
+            0
+        }
     };
-    SliceAxis { start: if len == 0 { 0 } else { s as usize }, step: step as isize, len: len as usize }
+    SliceAxis {
+        start: if len == 0 { 0 } else { s as usize },
+        step: step as isize,
+        len: len as usize,
+    }
 }
 
 pub fn slice(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
@@ -155,8 +210,14 @@ pub fn slice(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     } else {
         let s = ints_of(n, &cx.constant(n, 1, "starts")?)?;
         let e = ints_of(n, &cx.constant(n, 2, "ends")?)?;
-        let a = cx.opt_constant(n, 3, "axes")?.map(|t| ints_of(n, &t)).transpose()?;
-        let st = cx.opt_constant(n, 4, "steps")?.map(|t| ints_of(n, &t)).transpose()?;
+        let a = cx
+            .opt_constant(n, 3, "axes")?
+            .map(|t| ints_of(n, &t))
+            .transpose()?;
+        let st = cx
+            .opt_constant(n, 4, "steps")?
+            .map(|t| ints_of(n, &t))
+            .transpose()?;
         (s, e, a, st)
     };
     let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
@@ -164,7 +225,14 @@ pub fn slice(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
         return Err(node_err(n, "starts, ends, axes and steps differ in length"));
     }
-    let mut spec: Vec<SliceAxis> = x.iter().map(|&d| SliceAxis { start: 0, step: 1, len: d }).collect();
+    let mut spec: Vec<SliceAxis> = x
+        .iter()
+        .map(|&d| SliceAxis {
+            start: 0,
+            step: 1,
+            len: d,
+        })
+        .collect();
     for i in 0..starts.len() {
         let a = attrs::axis(n, axes[i], x.len())?;
         if steps[i] == 0 {

@@ -29,14 +29,23 @@ pub struct OpEntry {
 }
 
 const fn e(op_type: &'static str, import: ImportFn, const_slots: &'static [usize]) -> OpEntry {
-    OpEntry { op_type, import, const_slots, needs_data: true }
+    OpEntry {
+        op_type,
+        import,
+        const_slots,
+        needs_data: true,
+    }
 }
 
 /// Every supported op type, sorted by name.
 pub static OPS: &[OpEntry] = &[
     e("Add", elementwise::add, &[]),
     e("AveragePool", pool::average_pool, &[]),
-    e("BatchNormalization", norm::batch_normalization, &[1, 2, 3, 4]),
+    e(
+        "BatchNormalization",
+        norm::batch_normalization,
+        &[1, 2, 3, 4],
+    ),
     e("Cast", fold::cast, &[]),
     e("Concat", fold::concat, &[]),
     e("Constant", fold::constant, &[]),
@@ -57,7 +66,12 @@ pub static OPS: &[OpEntry] = &[
     e("ReduceMean", pool::reduce_mean, &[1]),
     e("Relu", elementwise::relu, &[]),
     e("Reshape", layout::reshape, &[1]),
-    OpEntry { op_type: "Shape", import: fold::shape, const_slots: &[], needs_data: false },
+    OpEntry {
+        op_type: "Shape",
+        import: fold::shape,
+        const_slots: &[],
+        needs_data: false,
+    },
     e("Slice", layout::slice, &[1, 2, 3, 4]),
     e("Squeeze", layout::squeeze, &[1]),
     e("Sub", elementwise::sub, &[]),

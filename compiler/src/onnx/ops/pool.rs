@@ -13,12 +13,17 @@ use crate::onnx::ImportError;
 pub fn average_pool(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     let x = cx.shape(n, 0)?;
     if x.len() != 4 {
-        return Err(node_err(n, format!("only 2-D pooling (NCHW) is supported, input {x:?}")));
+        return Err(node_err(
+            n,
+            format!("only 2-D pooling (NCHW) is supported, input {x:?}"),
+        ));
     }
-    let k = attrs::usizes(n, "kernel_shape")?
-        .ok_or_else(|| node_err(n, "missing kernel_shape"))?;
+    let k = attrs::usizes(n, "kernel_shape")?.ok_or_else(|| node_err(n, "missing kernel_shape"))?;
     if k.len() != 2 {
-        return Err(node_err(n, format!("expected a 2-D kernel_shape, got {k:?}")));
+        return Err(node_err(
+            n,
+            format!("expected a 2-D kernel_shape, got {k:?}"),
+        ));
     }
     let kernel = [k[0], k[1]];
     let strides = strides_2d(n)?;
@@ -27,14 +32,24 @@ pub fn average_pool(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
         for i in 0..2 {
             let padded = x[2 + i] + pads[i] + pads[i + 2];
             let floor = window_out(x[2 + i], pads[i] + pads[i + 2], kernel[i], strides[i]);
-            let ceil = padded.checked_sub(kernel[i]).map(|d| d.div_ceil(strides[i]) + 1);
+            let ceil = padded
+                .checked_sub(kernel[i])
+                .map(|d| d.div_ceil(strides[i]) + 1);
             if floor != ceil {
-                return Err(node_err(n, "ceil_mode = 1 with partial windows is not supported"));
+                return Err(node_err(
+                    n,
+                    "ceil_mode = 1 with partial windows is not supported",
+                ));
             }
         }
     }
     let cip = attrs::int(n, "count_include_pad", 0) != 0;
-    let op = Op::AveragePool(AveragePool { kernel, strides, pads, count_include_pad: cip });
+    let op = Op::AveragePool(AveragePool {
+        kernel,
+        strides,
+        pads,
+        count_include_pad: cip,
+    });
     cx.emit(n, op, &[0])
 }
 
@@ -53,9 +68,10 @@ pub fn reduce_mean(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     };
     let keepdims = attrs::int(n, "keepdims", 1) != 0;
     let mut axes: Vec<usize> = match axes {
-        Some(a) if !a.is_empty() => {
-            a.iter().map(|&a| attrs::axis(n, a, rank)).collect::<Result<_, _>>()?
-        }
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .map(|&a| attrs::axis(n, a, rank))
+            .collect::<Result<_, _>>()?,
         _ => {
             if attrs::int(n, "noop_with_empty_axes", 0) != 0 {
                 return cx.emit(n, Op::Identity, &[0]);
