@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs (or resumes) the whole planned set of quadratic fine-tuning runs, in order:
+#   ResNet-20 quad seed 0, ResNet-32 quad seed 0, ResNet-20 quad seeds 1, 2, 3, and
+#   ResNet-20 quadratic without the range penalty (zeta = 0, ablation).
+# Every run is resumable (checkpoints in $CKPT_ROOT/<run>/, outside the work tree);
+# re-running this script continues where it stopped, and finished runs are no-ops.
+# Final state dicts are copied to models/weights/, per-epoch logs to models/runs/.
+# Launch in the background so it outlives the shell:
+#   mkdir -p ~/.cache/fhec/train && setsid nohup nice -n 5 models/train_all.sh \
+#       > ~/.cache/fhec/train/train_all.log 2>&1 &
+set -uo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+py="$here/.venv/bin/python"
+CKPT_ROOT="${CKPT_ROOT:-$HOME/.cache/fhec/train}"
+EPOCHS="${EPOCHS:-20}"
+LR="${LR:-0.01}"
+# The reference recipe uses zeta = 1e-3 over 185 epochs from scratch; these runs only
+# fine-tune for $EPOCHS epochs, and a short trial (60 steps from the ReLU weights) showed
+# zeta = 1e-3 shrinking the range penalty ~10x slower than 1e-2 with CE unaffected by
+# either, so the runs use 5e-3 to get every pre-activation inside [-2, 2] in time.
+ZETA="${ZETA:-5e-3}"
+mkdir -p "$CKPT_ROOT"
+exec 9>"$CKPT_ROOT/train_all.lock"
+if ! flock -n 9; then echo "train_all.sh is already running (lock $CKPT_ROOT/train_all.lock)"; exit 1; fi
+
+run() {  # run-name weights-file extra-args...
+  local name="$1" out="$2"; shift 2
+  mkdir -p "$CKPT_ROOT/$name"
+  echo "== $(date -u '+%F %T') $name"
+  "$py" "$here/train.py" --run-name "$name" --ckpt-root "$CKPT_ROOT" --resume \
+      --epochs "$EPOCHS" --lr "$LR" --zeta "$ZETA" --weights-out "$here/weights/$out" "$@" \
+      >> "$CKPT_ROOT/$name/stdout.log" 2>&1
+  echo "== $(date -u '+%F %T') $name exit $?"
+}
+
+run r20_quad_s0       resnet20_quad.pt       --depth 20 --seed 0
+run r32_quad_s0       resnet32_quad.pt       --depth 32 --seed 0
+run r20_quad_s1       resnet20_quad_seed1.pt --depth 20 --seed 1
+run r20_quad_s2       resnet20_quad_seed2.pt --depth 20 --seed 2
+run r20_quad_s3       resnet20_quad_seed3.pt --depth 20 --seed 3
+ZETA=0 run r20_quad_nopen_s0 resnet20_quad_nopen.pt --depth 20 --seed 0
+echo "== $(date -u '+%F %T') all done"
