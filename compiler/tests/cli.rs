@@ -31,7 +31,7 @@ fn tmp() -> PathBuf {
 fn small_model(dir: &Path) -> PathBuf {
     let w = Tensor::new(
         vec![10, 3, 1, 1],
-        (0..30).map(|i| (i as f64 - 15.0) / 10.0).collect(),
+        (0..30).map(|i| (i as f64 - 15.0) / 8.0).collect(),
     )
     .unwrap();
     let mut b = ModelBuilder::new(13);
@@ -93,7 +93,7 @@ fn graph_and_interpret() {
         .iter()
         .map(|x| x.as_f64().unwrap())
         .collect();
-    assert!((logits[0] - (-1.5 - 1.4 - 1.3)).abs() < 1e-9);
+    assert!((logits[0] - (-15.0 - 14.0 - 13.0) / 8.0).abs() < 1e-12);
     assert_eq!(read_pb(&op).unwrap().shape(), &[1, 10]);
 
     // A 2x2 RGB PNG, white: (1 - 0.5) / 0.25 = 2 per pixel, so logits double.
@@ -111,7 +111,7 @@ fn graph_and_interpret() {
     let (ok, out, err) = fhec(&["interpret", ms, "--input", png.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains("top-1: 9 (truck)"), "{out}");
-    assert!(out.contains("-8.400000"), "{out}");
+    assert!(out.contains("-10.500000"), "{out}");
 }
 
 #[test]
