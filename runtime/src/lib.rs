@@ -9,5 +9,6 @@ pub mod ckks;
 pub mod codec;
 pub mod error;
 pub mod math;
+pub mod sys;
 
 pub use error::{Error, Result};

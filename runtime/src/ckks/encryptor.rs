@@ -44,10 +44,8 @@ impl<'a> Encryptor<'a> {
         let mut c0 = self.small_ntt(&e0, level);
         let mut c1 = self.small_ntt(&e1, level);
         c0.add_assign(&pt.poly, &tables);
-        let b = pk.b.select(0..=level);
-        let a = pk.a.select(0..=level);
-        c0.mul_acc(&b, &u, &tables);
-        c1.mul_acc(&a, &u, &tables);
+        c0.mul_acc(&pk.b, &u, &tables);
+        c1.mul_acc(&pk.a, &u, &tables);
         Ok(Ciphertext {
             parts: vec![c0, c1],
             scale: pt.scale,

@@ -12,6 +12,7 @@ use crate::ckks::keyswitch::{decompose, inner_product, key_switch, mod_down};
 use crate::ckks::plaintext::{Ciphertext, Plaintext};
 use crate::error::{Error, Result};
 use crate::math::poly::RnsPoly;
+use crate::math::simd;
 
 /// Relative tolerance when comparing scales.
 pub const SCALE_TOLERANCE: f64 = 1e-9;
@@ -148,7 +149,7 @@ impl<'a> Evaluator<'a> {
         scales_match(ct.scale, pt.scale)?;
         let level = ct.level();
         let tables = self.ctx.q_tables(level);
-        ct.parts[0].add_assign(&pt.poly.select(0..=level), &tables);
+        ct.parts[0].add_assign(&pt.poly, &tables);
         ct.seed = None;
         Ok(())
     }
@@ -156,8 +157,7 @@ impl<'a> Evaluator<'a> {
     pub fn mul_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
         self.check_plain(ct, pt)?;
         let tables = self.ctx.q_tables(ct.level());
-        let p = pt.poly.select(0..=ct.level());
-        let parts = ct.parts.iter().map(|c| c.mul(&p, &tables)).collect();
+        let parts = ct.parts.iter().map(|c| c.mul(&pt.poly, &tables)).collect();
         Ok(self.fresh(parts, ct.scale * pt.scale, ct.key_set))
     }
 
@@ -300,12 +300,14 @@ impl<'a> Evaluator<'a> {
                 for (o, &x) in tmp.iter_mut().zip(&last) {
                     // (x + half) mod q_l, lifted, minus half: rounds instead of flooring
                     let y = if x >= ql - half { x - (ql - half) } else { x + half };
-                    *o = m.sub(m.reduce_u64(y), half_mod);
+                    *o = m.sub(m.reduce_u128(y as u128), half_mod);
                 }
                 t.forward(&mut tmp);
                 let (c, cs) = inv[i];
-                for (o, &v) in limb.iter_mut().zip(&tmp) {
-                    *o = m.mul_shoup(m.sub(*o, v), c, cs);
+                if !simd::sub_mul_const(limb, &tmp, c, simd::shoup52(c, m.value()), m.value()) {
+                    for (o, &v) in limb.iter_mut().zip(&tmp) {
+                        *o = m.mul_shoup(m.sub(*o, v), c, cs);
+                    }
                 }
             }
         }
@@ -391,8 +393,8 @@ impl<'a> Evaluator<'a> {
                 let perm = self.ctx.galois_permutation(g);
                 let (a0, a1) = inner_product(self.ctx, &dec, key, Some(&perm))?;
                 let mut c0 = ct.parts[0].permuted(&perm);
-                c0.add_assign(&mod_down(self.ctx, &a0), &tables);
-                Ok(self.fresh(vec![c0, mod_down(self.ctx, &a1)], ct.scale, ct.key_set))
+                c0.add_assign(&mod_down(self.ctx, a0), &tables);
+                Ok(self.fresh(vec![c0, mod_down(self.ctx, a1)], ct.scale, ct.key_set))
             })
             .collect()
     }

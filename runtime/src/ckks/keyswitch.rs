@@ -10,6 +10,7 @@ use crate::ckks::context::Context;
 use crate::ckks::keys::SwitchingKey;
 use crate::error::{Error, Result};
 use crate::math::poly::RnsPoly;
+use crate::math::simd;
 
 /// The digits of a polynomial at level `level`, each over Q_level * P in NTT form.
 pub struct Decomposition {
@@ -97,7 +98,7 @@ pub fn inner_product(
 }
 
 /// Divides a polynomial over Q_level * P (NTT form) by P, rounding, back to Q_level.
-pub fn mod_down(ctx: &Context, x: &RnsPoly) -> RnsPoly {
+pub fn mod_down(ctx: &Context, x: RnsPoly) -> RnsPoly {
     let k = ctx.special_count();
     let nq = x.limbs() - k;
     let n = ctx.n();
@@ -114,7 +115,8 @@ pub fn mod_down(ctx: &Context, x: &RnsPoly) -> RnsPoly {
     }
     let mut conv = vec![0u64; nq * n];
     ctx.p_to_q().convert(xp.data(), &mut conv, &mut Vec::new());
-    let mut out = x.select(0..nq);
+    let mut out = x;
+    out.truncate(nq);
     let p_inv = ctx.p_inv_mod_q();
     let half_q = ctx.p_half_mod_q();
     for (i, (limb, c)) in out.limbs_iter_mut().zip(conv.chunks_exact_mut(n)).enumerate() {
@@ -125,8 +127,10 @@ pub fn mod_down(ctx: &Context, x: &RnsPoly) -> RnsPoly {
         }
         t.forward(c);
         let (pi, pis) = p_inv[i];
-        for (o, &v) in limb.iter_mut().zip(c.iter()) {
-            *o = m.mul_shoup(m.sub(*o, v), pi, pis);
+        if !simd::sub_mul_const(limb, c, pi, simd::shoup52(pi, m.value()), m.value()) {
+            for (o, &v) in limb.iter_mut().zip(c.iter()) {
+                *o = m.mul_shoup(m.sub(*o, v), pi, pis);
+            }
         }
     }
     out
@@ -137,5 +141,5 @@ pub fn mod_down(ctx: &Context, x: &RnsPoly) -> RnsPoly {
 pub fn key_switch(ctx: &Context, c: &RnsPoly, key: &SwitchingKey) -> Result<(RnsPoly, RnsPoly)> {
     let dec = decompose(ctx, c);
     let (a0, a1) = inner_product(ctx, &dec, key, None)?;
-    Ok((mod_down(ctx, &a0), mod_down(ctx, &a1)))
+    Ok((mod_down(ctx, a0), mod_down(ctx, a1)))
 }

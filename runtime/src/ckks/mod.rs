@@ -26,4 +26,4 @@ pub use params::Params;
 pub use plaintext::{Ciphertext, KeySetId, Plaintext};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -205,7 +205,7 @@ fn rotations_with(s: Setup) {
     let cz = e.encrypt_pk(&enc.encode_complex(&z, delta, 3).unwrap(), &s.pk).unwrap();
     let got = d.decrypt_complex(&ev.conjugate(&cz).unwrap()).unwrap();
     let err = got.iter().zip(&z).map(|(g, w)| g.sub(w.conj()).abs()).fold(0f64, f64::max);
-    assert!(err < 2f64.powi(-22), "{err}");
+    assert!(err < 2f64.powi(-20), "{err}");
     // A missing key is named.
     assert!(matches!(ev.rotate(&cx, 7), Err(Error::MissingKey(_))));
 }

@@ -9,6 +9,7 @@
 //! Barrett reduction, so one output costs len(A) multiplications plus one reduction.
 
 use crate::math::modulus::Modulus;
+use crate::math::simd::{self, shoup52, Term, MAX_MODULUS_52};
 
 /// Barrett constant floor(2^128 / b) for reducing full 128-bit accumulators.
 #[derive(Clone, Copy, Debug)]
@@ -53,6 +54,10 @@ pub struct BasisConverter {
     /// `hat_mod[j * from.len() + i]` = (A / a_i) mod b_j.
     hat_mod: Vec<u64>,
     reducers: Vec<WideReducer>,
+    /// 52-bit Shoup constants of `hat_inv` (used when the source prime is below 2^50).
+    hat_inv52: Vec<u64>,
+    /// Per target prime below 2^50: the IFMA dot-product terms.
+    terms: Vec<Option<Vec<Term>>>,
     /// Number of terms that can be summed in 128 bits before a reduction is needed.
     chunk: usize,
 }
@@ -88,7 +93,35 @@ impl BasisConverter {
         let max_a = from.iter().map(|m| m.value()).max().unwrap_or(1) as u128;
         let max_b = to.iter().map(|m| m.value()).max().unwrap_or(1) as u128;
         let chunk = (u128::MAX / (max_a * max_b)).clamp(1, 64) as usize;
+        let hat_inv52 = from
+            .iter()
+            .zip(&hat_inv)
+            .map(|(m, &(c, _))| if m.value() < MAX_MODULUS_52 { shoup52(c, m.value()) } else { 0 })
+            .collect();
+        let terms = to
+            .iter()
+            .enumerate()
+            .map(|(j, bj)| {
+                let b = bj.value();
+                if b >= MAX_MODULUS_52 {
+                    return None;
+                }
+                let two52 = bj.reduce_u128(1u128 << 52);
+                let mut t = Vec::new();
+                for (i, ai) in from.iter().enumerate() {
+                    let c = hat_mod[j * from.len() + i];
+                    t.push(Term { src: i, high: false, c, cs: shoup52(c, b) });
+                    if ai.value() >= 1 << 52 {
+                        let ch = bj.mul(c, two52);
+                        t.push(Term { src: i, high: true, c: ch, cs: shoup52(ch, b) });
+                    }
+                }
+                Some(t)
+            })
+            .collect();
         BasisConverter {
+            hat_inv52,
+            terms,
             from: from.to_vec(),
             to: to.to_vec(),
             hat_inv,
@@ -116,11 +149,18 @@ impl BasisConverter {
         for (i, (m, &(c, cs))) in self.from.iter().zip(&self.hat_inv).enumerate() {
             let src = &input[i * n..(i + 1) * n];
             let dst = &mut scratch[i * n..(i + 1) * n];
-            for (d, &x) in dst.iter_mut().zip(src) {
-                *d = m.mul_shoup(x, c, cs);
+            if !simd::mul_const(dst, src, c, self.hat_inv52[i], m.value()) {
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = m.mul_shoup(x, c, cs);
+                }
             }
         }
         for (j, (out, red)) in output.chunks_exact_mut(n).zip(&self.reducers).enumerate() {
+            if let Some(terms) = &self.terms[j] {
+                if simd::dot(out, scratch, n, terms, self.to[j].value()) {
+                    continue;
+                }
+            }
             let coefs = &self.hat_mod[j * k..(j + 1) * k];
             if k <= self.chunk {
                 convert_limb(scratch, coefs, out, red, n);

@@ -8,3 +8,4 @@ pub mod ntt;
 pub mod poly;
 pub mod primes;
 pub mod sampling;
+pub mod simd;

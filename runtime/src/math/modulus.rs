@@ -67,7 +67,7 @@ impl Modulus {
         }
     }
 
-    /// Reduces any `x < q^2` (in particular a product of two reduced values).
+    /// Reduces any `x < 2^(2 bits)`, in particular a product of two reduced values.
     #[inline(always)]
     pub fn reduce_u128(&self, x: u128) -> u64 {
         let hi = (x >> (self.bits - 1)) as u64;
@@ -88,10 +88,14 @@ impl Modulus {
         (x % self.q as u128) as u64
     }
 
+    /// Reduces any u64 (Barrett is exact for x < 2^(2 bits), which covers every u64 once
+    /// q has 32 bits or more).
     #[inline(always)]
     pub fn reduce_u64(&self, x: u64) -> u64 {
         if x < self.q {
             x
+        } else if self.bits >= 32 {
+            self.reduce_u128(x as u128)
         } else {
             x % self.q
         }

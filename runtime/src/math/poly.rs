@@ -6,6 +6,7 @@
 //! the special primes P).
 
 use crate::math::ntt::NttTable;
+use crate::math::simd;
 use serde::{Deserialize, Serialize};
 
 /// A polynomial in RNS form.
@@ -178,6 +179,10 @@ impl RnsPoly {
     pub fn mul_scalar_per_limb(&mut self, consts: &[u64], tables: &[&NttTable]) {
         for ((a, &c), t) in self.limbs_iter_mut().zip(consts).zip(tables) {
             let m = t.modulus();
+            let q = m.value();
+            if q < simd::MAX_MODULUS_52 && simd::mul_const_assign(a, c, simd::shoup52(c, q), q) {
+                continue;
+            }
             let cs = m.shoup(c);
             for x in a.iter_mut() {
                 *x = m.mul_shoup(*x, c, cs);

@@ -1,0 +1,232 @@
+//! AVX-512 IFMA kernels for the modular loops outside the NTT (which tfhe-ntt already
+//! vectorises): multiplication by a constant, subtract-then-multiply, and the dot products
+//! of basis conversion. They work 8 lanes at a time with Shoup's method in radix 2^52, so
+//! they need moduli below 2^50 (the primes the compiler picks); callers fall back to the
+//! scalar code for larger primes or CPUs without IFMA.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+/// Largest modulus the 52-bit kernels accept.
+pub const MAX_MODULUS_52: u64 = 1 << 50;
+
+/// Whether this CPU runs the IFMA kernels (checked once).
+pub fn ifma() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512ifma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// Shoup's constant for radix 2^52: floor(c * 2^52 / b), for c < b < 2^50.
+pub fn shoup52(c: u64, b: u64) -> u64 {
+    (((c as u128) << 52) / b as u128) as u64
+}
+
+/// One term of a basis-conversion dot product: source limb, which 52-bit half of it
+/// (sources above 2^52 are split in two), constant and its Shoup constant.
+#[derive(Clone, Copy, Debug)]
+pub struct Term {
+    pub src: usize,
+    pub high: bool,
+    pub c: u64,
+    pub cs: u64,
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use super::*;
+
+    const M52: u64 = (1 << 52) - 1;
+
+    #[inline(always)]
+    unsafe fn shoup_mul(v: __m512i, c: __m512i, cs: __m512i, b: __m512i) -> __m512i {
+        let z = _mm512_setzero_si512();
+        let m52 = _mm512_set1_epi64(M52 as i64);
+        let qhat = _mm512_madd52hi_epu64(z, v, cs);
+        let lo1 = _mm512_madd52lo_epu64(z, v, c);
+        let lo2 = _mm512_madd52lo_epu64(z, qhat, b);
+        let r = _mm512_and_si512(_mm512_sub_epi64(lo1, lo2), m52);
+        _mm512_min_epu64(r, _mm512_sub_epi64(r, b))
+    }
+
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub unsafe fn mul_const(out: &mut [u64], x: &[u64], c: u64, cs: u64, b: u64) {
+        let (vc, vcs, vb) = (
+            _mm512_set1_epi64(c as i64),
+            _mm512_set1_epi64(cs as i64),
+            _mm512_set1_epi64(b as i64),
+        );
+        for (o, v) in out.chunks_exact_mut(8).zip(x.chunks_exact(8)) {
+            let v = _mm512_loadu_si512(v.as_ptr() as *const _);
+            _mm512_storeu_si512(o.as_mut_ptr() as *mut _, shoup_mul(v, vc, vcs, vb));
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub unsafe fn mul_const_assign(a: &mut [u64], c: u64, cs: u64, b: u64) {
+        let (vc, vcs, vb) = (
+            _mm512_set1_epi64(c as i64),
+            _mm512_set1_epi64(cs as i64),
+            _mm512_set1_epi64(b as i64),
+        );
+        for o in a.chunks_exact_mut(8) {
+            let v = _mm512_loadu_si512(o.as_ptr() as *const _);
+            _mm512_storeu_si512(o.as_mut_ptr() as *mut _, shoup_mul(v, vc, vcs, vb));
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub unsafe fn sub_mul_const(out: &mut [u64], x: &[u64], c: u64, cs: u64, b: u64) {
+        let (vc, vcs, vb) = (
+            _mm512_set1_epi64(c as i64),
+            _mm512_set1_epi64(cs as i64),
+            _mm512_set1_epi64(b as i64),
+        );
+        for (o, v) in out.chunks_exact_mut(8).zip(x.chunks_exact(8)) {
+            let a = _mm512_loadu_si512(o.as_ptr() as *const _);
+            let v = _mm512_loadu_si512(v.as_ptr() as *const _);
+            let d = _mm512_sub_epi64(a, v);
+            let d = _mm512_min_epu64(d, _mm512_add_epi64(d, vb));
+            _mm512_storeu_si512(o.as_mut_ptr() as *mut _, shoup_mul(d, vc, vcs, vb));
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub unsafe fn dot(out: &mut [u64], y: &[u64], n: usize, terms: &[Term], b: u64) {
+        let vb = _mm512_set1_epi64(b as i64);
+        let m52 = _mm512_set1_epi64(M52 as i64);
+        let consts: Vec<(__m512i, __m512i)> = terms
+            .iter()
+            .map(|t| (_mm512_set1_epi64(t.c as i64), _mm512_set1_epi64(t.cs as i64)))
+            .collect();
+        let mut start = 0;
+        while start < out.len() {
+            let mut acc = _mm512_setzero_si512();
+            for (t, &(c, cs)) in terms.iter().zip(&consts) {
+                let v = _mm512_loadu_si512(y.as_ptr().add(t.src * n + start) as *const _);
+                let v = if t.high {
+                    _mm512_srli_epi64(v, 52)
+                } else {
+                    _mm512_and_si512(v, m52)
+                };
+                acc = _mm512_add_epi64(acc, shoup_mul(v, c, cs, vb));
+                acc = _mm512_min_epu64(acc, _mm512_sub_epi64(acc, vb));
+            }
+            _mm512_storeu_si512(out.as_mut_ptr().add(start) as *mut _, acc);
+            start += 8;
+        }
+    }
+}
+
+/// out = x * c mod b (x reduced, b < 2^50, lengths multiples of 8). Returns false (and
+/// does nothing) when the kernel cannot run.
+pub fn mul_const(out: &mut [u64], x: &[u64], c: u64, cs: u64, b: u64) -> bool {
+    if !(ifma() && b < MAX_MODULUS_52 && out.len() % 8 == 0 && out.len() == x.len()) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU supports avx512f and avx512ifma (checked above); the slices have
+    // equal lengths that are multiples of 8.
+    unsafe {
+        imp::mul_const(out, x, c, cs, b)
+    };
+    true
+}
+
+/// a = a * c mod b in place, under the same conditions as [`mul_const`].
+pub fn mul_const_assign(a: &mut [u64], c: u64, cs: u64, b: u64) -> bool {
+    if !(ifma() && b < MAX_MODULUS_52 && a.len() % 8 == 0) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in `mul_const`.
+    unsafe {
+        imp::mul_const_assign(a, c, cs, b)
+    };
+    true
+}
+
+/// out = (out - x) * c mod b, under the same conditions as [`mul_const`].
+pub fn sub_mul_const(out: &mut [u64], x: &[u64], c: u64, cs: u64, b: u64) -> bool {
+    if !(ifma() && b < MAX_MODULUS_52 && out.len() % 8 == 0 && out.len() == x.len()) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in `mul_const`.
+    unsafe {
+        imp::sub_mul_const(out, x, c, cs, b)
+    };
+    true
+}
+
+/// out[k] = sum over terms of (half of y[src][k]) * c mod b, for b < 2^50, with y holding
+/// source limbs of length n (n a multiple of 8, out of length n).
+pub fn dot(out: &mut [u64], y: &[u64], n: usize, terms: &[Term], b: u64) -> bool {
+    let fits = terms.iter().all(|t| (t.src + 1) * n <= y.len());
+    if !(ifma() && b < MAX_MODULUS_52 && n % 8 == 0 && out.len() == n && fits) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: CPU features checked; every load stays inside `y` (checked by `fits`) and
+    // every store inside `out`.
+    unsafe {
+        imp::dot(out, y, n, terms, b)
+    };
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::math::modulus::Modulus;
+    use crate::math::primes::ntt_primes;
+
+    #[test]
+    fn kernels_match_scalar() {
+        if !ifma() {
+            return;
+        }
+        let n = 64;
+        for bits in [30u32, 40, 49] {
+            let b = ntt_primes(bits, 1 << 10, 1, &[]).unwrap()[0];
+            let m = Modulus::new(b);
+            let x: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9E3779B97F4A7C15) % b).collect();
+            let o0: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x2545F4914F6CDD1D) % b).collect();
+            let c = b / 3 + 7;
+            let mut out = vec![0; n];
+            assert!(mul_const(&mut out, &x, c, shoup52(c, b), b));
+            assert!(out.iter().zip(&x).all(|(&o, &v)| o == m.mul(v, c)));
+            let mut out = o0.clone();
+            assert!(sub_mul_const(&mut out, &x, c, shoup52(c, b), b));
+            for i in 0..n {
+                assert_eq!(out[i], m.mul(m.sub(o0[i], x[i]), c));
+            }
+            // dot with a 60-bit source split into halves
+            let big = ntt_primes(60, 1 << 10, 1, &[]).unwrap()[0];
+            let y: Vec<u64> = x.iter().copied().chain(o0.iter().map(|&v| ((v as u128 * 1000) % big as u128) as u64)).collect();
+            let (c1, c2) = (b - 5, 12345 % b);
+            let c2h = m.mul(c2, m.reduce_u128(1u128 << 52));
+            let terms = [
+                Term { src: 0, high: false, c: c1, cs: shoup52(c1, b) },
+                Term { src: 1, high: false, c: c2, cs: shoup52(c2, b) },
+                Term { src: 1, high: true, c: c2h, cs: shoup52(c2h, b) },
+            ];
+            let mut out = vec![0; n];
+            assert!(dot(&mut out, &y, n, &terms, b));
+            for i in 0..n {
+                let want = m.add(m.mul(x[i], c1), m.mul(m.reduce_u64(y[n + i]), c2));
+                assert_eq!(out[i], want);
+            }
+        }
+    }
+}
