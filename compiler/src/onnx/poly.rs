@@ -58,9 +58,8 @@ fn build(g: &Graph, n: NodeId, parent: Option<NodeId>, st: &mut State) -> Option
             Some(t) => return Some(t),
             None => *st = saved,
         }
-        if parent.is_none() {
-            return None;
-        }
+        // A failed root is not retried as a leaf.
+        parent?;
     }
     // A leaf: the variable.
     match st.base {
@@ -271,7 +270,10 @@ mod tests {
             (0..24).map(|i| (i as f64 - 11.0) / 7.0).collect(),
         )
         .unwrap();
-        let (r1, r2) = (run(g, &[x.clone()]).unwrap(), run(&plain, &[x]).unwrap());
+        let (r1, r2) = (
+            run(g, std::slice::from_ref(&x)).unwrap(),
+            run(&plain, &[x]).unwrap(),
+        );
         assert!(r1[0].max_abs_diff(&r2[0]).unwrap() < 1e-12);
     }
 

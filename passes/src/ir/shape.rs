@@ -82,7 +82,7 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>, IrError> 
                 );
             }
             let (m, g) = (w[0], c.group);
-            if g == 0 || x[1] % g != 0 || m % g != 0 || w[1] * g != x[1] {
+            if g == 0 || !x[1].is_multiple_of(g) || !m.is_multiple_of(g) || w[1] * g != x[1] {
                 return invalid(
                     kind,
                     format!(

@@ -64,7 +64,7 @@ pub fn reshape(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     let total: usize = x.iter().product();
     if let Some(i) = infer {
         let known: usize = shape.iter().product();
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(node_err(n, format!("cannot reshape {x:?} to {spec:?}")));
         }
         shape[i] = total / known;
