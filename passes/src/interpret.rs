@@ -123,6 +123,19 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Tensor, IrError> {
             let axes: Vec<usize> = (2..inputs[0].rank()).collect();
             reduce_mean(inputs[0], &axes, true)?
         }
+        Op::SumPool(p) => {
+            let d = (p.kernel[0] * p.kernel[1]) as f64;
+            let sum_pool = crate::ir::AveragePool {
+                count_include_pad: true,
+                ..p.clone()
+            };
+            avg_pool(inputs[0], &sum_pool, out_shape)?.map(|v| v * d)
+        }
+        Op::GlobalSumPool => {
+            let axes: Vec<usize> = (2..inputs[0].rank()).collect();
+            let d: usize = inputs[0].shape()[2..].iter().product();
+            reduce_mean(inputs[0], &axes, true)?.map(|v| v * d as f64)
+        }
         Op::ReduceMean { axes, keepdims } => reduce_mean(inputs[0], axes, *keepdims)?,
         Op::Gemm(g) => gemm(inputs[0], g)?,
         Op::MatMul => matmul(inputs[0], inputs[1], out_shape)?,
@@ -315,6 +328,12 @@ fn avg_pool(
     let (kh, kw) = (p.kernel[0], p.kernel[1]);
     let (pt, pl) = (p.pads[0] as isize, p.pads[1] as isize);
     let mut out = Vec::with_capacity(n * c * oh * ow);
+    if h * w == 0 {
+        return Tensor::new(
+            out_shape.clone(),
+            vec![f64::NAN; out_shape.iter().product()],
+        );
+    }
     for plane in x.data().chunks(h * w) {
         for oy in 0..oh {
             for ox in 0..ow {

@@ -183,6 +183,11 @@ pub enum Op {
     AveragePool(AveragePool),
     /// Mean over every axis after the first two, keeping them as size 1.
     GlobalAveragePool,
+    /// Window sums (an `AveragePool` whose divisor was moved elsewhere by
+    /// `redistribute_pool`); only pools with a constant divisor become one.
+    SumPool(AveragePool),
+    /// Sum over every axis after the first two (a `GlobalAveragePool` without divisor).
+    GlobalSumPool,
     /// Mean over `axes` (sorted, distinct).
     ReduceMean {
         axes: Vec<usize>,
@@ -227,6 +232,8 @@ impl Op {
             Op::Relu => "Relu",
             Op::AveragePool(_) => "AveragePool",
             Op::GlobalAveragePool => "GlobalAveragePool",
+            Op::SumPool(_) => "SumPool",
+            Op::GlobalSumPool => "GlobalSumPool",
             Op::ReduceMean { .. } => "ReduceMean",
             Op::Gemm(_) => "Gemm",
             Op::MatMul => "MatMul",

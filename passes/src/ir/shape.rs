@@ -128,7 +128,7 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>, IrError> 
             }
             Ok(x.to_vec())
         }
-        Op::AveragePool(p) => {
+        Op::AveragePool(p) | Op::SumPool(p) => {
             let x = inputs[0];
             if x.len() != 4 {
                 return invalid(kind, format!("needs a 4-D input, got {x:?}"));
@@ -150,7 +150,7 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>, IrError> 
                 ),
             }
         }
-        Op::GlobalAveragePool => {
+        Op::GlobalAveragePool | Op::GlobalSumPool => {
             let x = inputs[0];
             if x.len() < 3 {
                 return invalid(kind, format!("needs rank >= 3, got {x:?}"));
