@@ -1,9 +1,8 @@
 //! Reading a CIFAR-style PNG into a normalised `[1, 3, H, W]` tensor (mean / std from the
-//! model's metadata, RGB, in [0, 1] pixel units).
+//! model's metadata, RGB, in [0, 1] pixel units), and the CIFAR-10 class names.
 
 use std::path::Path;
 
-use anyhow::{bail, Context};
 use passes::ir::Tensor;
 
 /// CIFAR-10 class names, by label.
@@ -20,60 +19,96 @@ pub const CIFAR10: [&str; 10] = [
     "truck",
 ];
 
-/// Parses a comma-separated list of 3 floats (metadata `mean` / `std`).
-pub fn parse_triple(s: &str) -> anyhow::Result<[f64; 3]> {
+/// Errors reading an image input.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("cannot read '{path}': {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("'{path}' is not a readable PNG: {msg}")]
+    Png { path: String, msg: String },
+    #[error("'{path}': {msg}")]
+    Unsuitable { path: String, msg: String },
+    #[error("bad mean/std metadata '{0}': expected 3 comma-separated floats")]
+    Metadata(String),
+}
+
+/// Parses a comma-separated list of 3 floats (or 1, repeated), as in metadata `mean` / `std`.
+pub fn parse_triple(s: &str) -> Result<[f64; 3], ImageError> {
     let v: Vec<f64> = s
         .split(',')
         .map(|x| x.trim().parse::<f64>())
         .collect::<Result<_, _>>()
-        .with_context(|| format!("bad float list '{s}'"))?;
+        .map_err(|_| ImageError::Metadata(s.to_string()))?;
     match v[..] {
         [a, b, c] => Ok([a, b, c]),
         [a] => Ok([a, a, a]),
-        _ => bail!("expected 3 comma-separated floats, got '{s}'"),
+        _ => Err(ImageError::Metadata(s.to_string())),
     }
 }
 
-/// Loads an RGB(A) PNG of size `hw` as `[1, 3, h, w]`, `(p / 255 - mean) / std`.
+/// Loads an RGB(A) PNG of size `hw` (`[H, W]`) as `[1, 3, H, W]`, `(p / 255 - mean) / std`.
 pub fn load_png(
     path: &Path,
     hw: [usize; 2],
     mean: [f64; 3],
     std: [f64; 3],
-) -> anyhow::Result<Tensor> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+) -> Result<Tensor, ImageError> {
+    let p = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| ImageError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    let png_err = |e: png::DecodingError| ImageError::Png {
+        path: p.clone(),
+        msg: e.to_string(),
+    };
     let mut dec = png::Decoder::new(std::io::BufReader::new(file));
     dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = dec
-        .read_info()
-        .with_context(|| format!("{} is not a PNG", path.display()))?;
+    let mut reader = dec.read_info().map_err(png_err)?;
     let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader
-        .next_frame(&mut buf)
-        .with_context(|| format!("decoding {}", path.display()))?;
+    let info = reader.next_frame(&mut buf).map_err(png_err)?;
     let (w, h) = (info.width as usize, info.height as usize);
+    let unsuitable = |msg: String| ImageError::Unsuitable {
+        path: p.clone(),
+        msg,
+    };
     let chans = match info.color_type {
         png::ColorType::Rgb => 3,
         png::ColorType::Rgba => 4,
-        other => bail!("{}: expected an RGB image, got {other:?}", path.display()),
+        other => return Err(unsuitable(format!("expected an RGB image, got {other:?}"))),
     };
     if [h, w] != hw {
-        bail!(
-            "{}: image is {w}x{h}, the model expects {}x{}",
-            path.display(),
-            hw[1],
-            hw[0]
-        );
+        return Err(unsuitable(format!(
+            "image is {w}x{h}, the model expects {}x{}",
+            hw[1], hw[0]
+        )));
     }
     let mut data = vec![0.0; 3 * h * w];
     for y in 0..h {
         let row = &buf[y * info.line_size..];
         for x in 0..w {
             for c in 0..3 {
-                let p = row[x * chans + c] as f64 / 255.0;
-                data[(c * h + y) * w + x] = (p - mean[c]) / std[c];
+                let v = row[x * chans + c] as f64 / 255.0;
+                data[(c * h + y) * w + x] = (v - mean[c]) / std[c];
             }
         }
     }
-    Ok(Tensor::new(vec![1, 3, h, w], data)?)
+    Tensor::new(vec![1, 3, h, w], data).map_err(|e| unsuitable(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_lists() {
+        assert_eq!(parse_triple("0.5, 0.25,1").unwrap(), [0.5, 0.25, 1.0]);
+        assert_eq!(parse_triple("2").unwrap(), [2.0; 3]);
+        assert!(parse_triple("1,2").is_err());
+        assert!(parse_triple("a,b,c").is_err());
+    }
 }

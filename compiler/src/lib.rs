@@ -1,5 +1,6 @@
 //! ONNX importer, pass pipeline and lowering to the runtime's program format.
 
+pub mod image;
 pub mod onnx;
 
 /// Re-exported so integration tests and tools use the same ONNX protobuf types.

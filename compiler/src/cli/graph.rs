@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use compiler::onnx::{import_path, ImportOptions};
+use std::collections::HashMap;
+
+use compiler::onnx::{graph_inputs, import_model, load_model, tensor, ImportOptions};
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -16,19 +18,30 @@ pub struct Args {
     /// Fixed shape of a graph input, e.g. 1,3,32,32 (repeat once per input, in order).
     #[arg(long = "input-shape", value_parser = super::parse_shape)]
     input_shape: Vec<Vec<usize>>,
+    /// Values for graph inputs (TensorProto .pb, in input order), needed when weights or
+    /// shape operands are graph inputs.
+    #[arg(long)]
+    input: Vec<PathBuf>,
     /// Keep degree-2 Add/Mul trees as they are instead of matching them into Poly nodes.
     #[arg(long)]
     no_poly: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    let model = load_model(&a.model)?;
+    let mut bindings = HashMap::new();
+    for (vi, p) in graph_inputs(&model).iter().zip(&a.input) {
+        let t = tensor::read_pb(p).with_context(|| format!("reading {}", p.display()))?;
+        bindings.insert(vi.name.clone(), t);
+    }
     let opts = ImportOptions {
         input_shapes: a.input_shape.into_iter().map(Some).collect(),
+        bindings,
         match_polynomials: !a.no_poly,
-        ..Default::default()
     };
-    let imp =
-        import_path(&a.model, &opts).with_context(|| format!("importing {}", a.model.display()))?;
+    let dir = a.model.parent().and_then(|d| d.to_str());
+    let imp = import_model(&model, dir, &opts)
+        .with_context(|| format!("importing {}", a.model.display()))?;
     let g = &imp.graph;
     let order = g.topo_order()?;
     if a.json {

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use compiler::onnx::{import_model, load_model, tensor, ImportOptions};
+use compiler::onnx::{graph_inputs, import_model, load_model, tensor, ImportOptions};
 use passes::ir::Tensor;
 use serde_json::json;
 use tract_onnx::pb::tensor_shape_proto::dimension;
 use tract_onnx::pb::type_proto;
 
-use super::image::{load_png, parse_triple, CIFAR10};
+use compiler::image::{load_png, parse_triple, CIFAR10};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,14 +30,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let model = load_model(&a.model)?;
-    let g = model.graph.as_ref().context("the model has no graph")?;
-    let inits: std::collections::HashSet<&str> =
-        g.initializer.iter().map(|t| t.name.as_str()).collect();
-    let real: Vec<_> = g
-        .input
-        .iter()
-        .filter(|vi| !inits.contains(vi.name.as_str()))
-        .collect();
+    let real = graph_inputs(&model);
     if real.len() != a.input.len() {
         let names: Vec<&str> = real.iter().map(|v| v.name.as_str()).collect();
         bail!(

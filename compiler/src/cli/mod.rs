@@ -3,7 +3,6 @@
 use clap::{Parser, Subcommand};
 
 mod graph;
-mod image;
 mod interpret;
 
 /// fhec: compile ONNX CNNs to leveled RNS-CKKS programs.

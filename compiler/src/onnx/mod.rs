@@ -106,6 +106,18 @@ pub fn load_model(path: &Path) -> Result<ModelProto, ImportError> {
     Ok(model)
 }
 
+/// The model's graph inputs, initializers excluded, in order.
+pub fn graph_inputs(model: &ModelProto) -> Vec<&ValueInfoProto> {
+    let Some(g) = model.graph.as_ref() else {
+        return vec![];
+    };
+    let init: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    g.input
+        .iter()
+        .filter(|vi| !init.contains(vi.name.as_str()))
+        .collect()
+}
+
 /// Loads and imports the model at `path`.
 pub fn import_path(path: &Path, opts: &ImportOptions) -> Result<Imported, ImportError> {
     let model = load_model(path)?;

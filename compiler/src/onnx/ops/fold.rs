@@ -102,6 +102,9 @@ pub fn concat(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
         .collect::<Result<_, _>>()?;
     let first = parts.first().ok_or_else(|| node_err(n, "no inputs"))?;
     let rank = first.rank();
+    if rank == 0 {
+        return Err(node_err(n, "cannot concatenate scalars"));
+    }
     let axis = attrs::axis(n, attrs::int(n, "axis", 0), rank.max(1))?;
     for p in &parts {
         let ok = p.rank() == rank
