@@ -16,17 +16,26 @@ pub enum Error {
     Insecure { log_n: u32, log_qp: f64, limit: u32 },
     #[error("ring degree 2^{0} is outside the supported range 2^10..2^17")]
     UnsupportedRingDegree(u32),
-    #[error("could not find {count} distinct NTT-friendly primes of {bits} bits for N = 2^{log_n}")]
+    #[error(
+        "could not find {count} distinct NTT-friendly primes of {bits} bits for N = 2^{log_n}"
+    )]
     NoPrimes { bits: u32, count: usize, log_n: u32 },
     #[error("too many values: {got} given, at most {max} slots")]
     TooManySlots { got: usize, max: usize },
     #[error("level mismatch: {0}")]
     LevelMismatch(String),
     #[error("scale mismatch: {a} (2^{log_a:.3}) vs {b} (2^{log_b:.3})")]
-    ScaleMismatch { a: f64, b: f64, log_a: f64, log_b: f64 },
+    ScaleMismatch {
+        a: f64,
+        b: f64,
+        log_a: f64,
+        log_b: f64,
+    },
     #[error("level budget exhausted: cannot rescale a ciphertext already at level 0")]
     LevelExhausted,
-    #[error("ciphertext has degree {0}; this operation needs a degree-1 ciphertext (relinearise first)")]
+    #[error(
+        "ciphertext has degree {0}; this operation needs a degree-1 ciphertext (relinearise first)"
+    )]
     NotLinear(usize),
     #[error("missing evaluation key: {0}")]
     MissingKey(String),
@@ -37,7 +46,11 @@ pub enum Error {
     #[error("corrupt or truncated data: {0}")]
     Corrupt(String),
     #[error("unsupported format version {found} of {what} (this build reads version {expected})")]
-    Version { what: String, found: u32, expected: u32 },
+    Version {
+        what: String,
+        found: u32,
+        expected: u32,
+    },
     #[error("wrong file kind: expected {expected}, found {found}")]
     WrongKind { expected: String, found: String },
     #[error("i/o error: {0}")]

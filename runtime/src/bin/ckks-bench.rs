@@ -106,16 +106,17 @@ fn run(logn: u32) -> Result<(), runtime::Error> {
     let prod = ev.mul(&cx, &cy)?;
     let lin = ev.relinearize(&prod)?;
 
-    let mut results: Vec<(&str, (f64, f64))> = Vec::new();
-    results.push(("encode", time(reps, || enc.encode(&x, scale, top))));
-    results.push(("encrypt", time(reps, || encryptor.encrypt_pk(&px, &pk))));
-    results.push(("add", time(reps, || ev.add(&cx, &cy))));
-    results.push(("mul_plain", time(reps, || ev.mul_plain(&cx, &py))));
-    results.push(("mul", time(reps, || ev.mul(&cx, &cy))));
-    results.push(("relin", time(reps, || ev.relinearize(&prod))));
-    results.push(("rescale", time(reps, || ev.rescale(&lin))));
-    results.push(("rotate", time(reps, || ev.rotate(&cx, 1))));
-    results.push(("decrypt", time(reps, || dec.decrypt(&cx))));
+    let results: Vec<(&str, (f64, f64))> = vec![
+        ("encode", time(reps, || enc.encode(&x, scale, top))),
+        ("encrypt", time(reps, || encryptor.encrypt_pk(&px, &pk))),
+        ("add", time(reps, || ev.add(&cx, &cy))),
+        ("mul_plain", time(reps, || ev.mul_plain(&cx, &py))),
+        ("mul", time(reps, || ev.mul(&cx, &cy))),
+        ("relin", time(reps, || ev.relinearize(&prod))),
+        ("rescale", time(reps, || ev.rescale(&lin))),
+        ("rotate", time(reps, || ev.rotate(&cx, 1))),
+        ("decrypt", time(reps, || dec.decrypt(&cx))),
+    ];
     for (op, (cpu, wall)) in results {
         println!(
             "{{\"lib\":\"ours\",\"logn\":{logn},\"levels\":{levels},\"op\":\"{op}\",\"cpu_ms\":{cpu:.4},\"wall_ms\":{wall:.4},\"reps\":{reps},\"security\":{security}}}"
@@ -138,7 +139,11 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let logns = if logns.is_empty() { vec![14, 16] } else { logns };
+    let logns = if logns.is_empty() {
+        vec![14, 16]
+    } else {
+        logns
+    };
     for logn in logns {
         if let Err(e) = run(logn) {
             eprintln!("ckks-bench: 2^{logn}: {e}");

@@ -28,13 +28,18 @@ fn main() -> Result<(), runtime::Error> {
     let mut kg = KeyGenerator::new(&ctx);
     let sk = kg.secret_key();
     let keys = kg.eval_keys(&sk, Some(ctx.max_level()), &[])?;
-    println!("keygen: {:.2} s, relinearisation key {:.1} MiB (seeded)", t0.elapsed().as_secs_f64(), keys.seeded_bytes() as f64 / (1 << 20) as f64);
+    println!(
+        "keygen: {:.2} s, relinearisation key {:.1} MiB (seeded)",
+        t0.elapsed().as_secs_f64(),
+        keys.seeded_bytes() as f64 / (1 << 20) as f64
+    );
     let enc = Encoder::new(&ctx);
     let ev = Evaluator::with_keys(&ctx, &keys)?;
     let slots = ctx.params().slots();
     let delta = 2f64.powi(20);
     let mut want: Vec<f64> = (0..slots).map(|i| ((i as f64) * 0.37).sin()).collect();
-    let mut ct = Encryptor::new(&ctx).encrypt_sk(&enc.encode(&want, delta, ctx.max_level())?, &sk)?;
+    let mut ct =
+        Encryptor::new(&ctx).encrypt_sk(&enc.encode(&want, delta, ctx.max_level())?, &sk)?;
     let t1 = Instant::now();
     while ct.level() > 0 {
         let q_l = ctx.q_modulus(ct.level()).value() as f64;
@@ -49,7 +54,11 @@ fn main() -> Result<(), runtime::Error> {
         }
     }
     let got = Decryptor::new(&ctx, &sk).decrypt(&ct)?;
-    let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f64, f64::max);
     let bits = -err.log2();
     println!(
         "20 levels (40 multiplications) in {:.2} s: max error {err:.3e} = {bits:.1} bits of precision",

@@ -79,7 +79,10 @@ impl Context {
             .collect();
         let p_mod_q: Vec<u64> = qm
             .iter()
-            .map(|m| pm.iter().fold(1u64, |acc, p| m.mul(acc, m.reduce_u64(p.value()))))
+            .map(|m| {
+                pm.iter()
+                    .fold(1u64, |acc, p| m.mul(acc, m.reduce_u64(p.value())))
+            })
             .collect();
         let p_inv = qm
             .iter()

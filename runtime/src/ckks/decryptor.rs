@@ -43,6 +43,10 @@ impl<'a> Decryptor<'a> {
 
     /// Decrypts to the real parts of the slots.
     pub fn decrypt(&self, ct: &Ciphertext) -> Result<Vec<f64>> {
-        Ok(self.decrypt_complex(ct)?.into_iter().map(|c| c.re).collect())
+        Ok(self
+            .decrypt_complex(ct)?
+            .into_iter()
+            .map(|c| c.re)
+            .collect())
     }
 }

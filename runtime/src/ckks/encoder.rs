@@ -41,7 +41,9 @@ impl<'a> Encoder<'a> {
             )));
         }
         if !(scale.is_finite() && scale >= 1.0) {
-            return Err(Error::OutOfRange(format!("scale {scale} must be finite and >= 1")));
+            return Err(Error::OutOfRange(format!(
+                "scale {scale} must be finite and >= 1"
+            )));
         }
         let mut v = vec![C64::default(); slots];
         v[..values.len()].copy_from_slice(values);

@@ -33,7 +33,9 @@ impl<'a> Encryptor<'a> {
     pub fn encrypt_pk(&mut self, pt: &Plaintext, pk: &PublicKey) -> Result<Ciphertext> {
         let level = pt.level();
         if pk.b.limbs() <= level {
-            return Err(Error::LevelMismatch("public key below the plaintext level".into()));
+            return Err(Error::LevelMismatch(
+                "public key below the plaintext level".into(),
+            ));
         }
         let n = self.ctx.n();
         let tables = self.ctx.q_tables(level);

@@ -98,7 +98,8 @@ impl<'a> Evaluator<'a> {
         self.check_pair(a, b)?;
         let tables = self.ctx.q_tables(a.level());
         if b.parts.len() > a.parts.len() {
-            a.parts.resize(b.parts.len(), RnsPoly::zero(a.n(), a.level() + 1, true));
+            a.parts
+                .resize(b.parts.len(), RnsPoly::zero(a.n(), a.level() + 1, true));
         }
         for (x, y) in a.parts.iter_mut().zip(&b.parts) {
             x.add_assign(y, &tables);
@@ -108,9 +109,20 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
-        let mut out = a.clone();
-        self.add_assign(&mut out, b)?;
-        Ok(out)
+        if a.parts.len() != b.parts.len() {
+            let mut out = a.clone();
+            self.add_assign(&mut out, b)?;
+            return Ok(out);
+        }
+        self.check_pair(a, b)?;
+        let tables = self.ctx.q_tables(a.level());
+        let parts = a
+            .parts
+            .iter()
+            .zip(&b.parts)
+            .map(|(x, y)| x.add(y, &tables))
+            .collect();
+        Ok(self.fresh(parts, a.scale, a.key_set))
     }
 
     pub fn sub_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<()> {
@@ -297,10 +309,16 @@ impl<'a> Evaluator<'a> {
                 let m = t.modulus();
                 // centred lift of the last residue into q_i
                 let half_mod = m.reduce_u64(half);
-                for (o, &x) in tmp.iter_mut().zip(&last) {
-                    // (x + half) mod q_l, lifted, minus half: rounds instead of flooring
-                    let y = if x >= ql - half { x - (ql - half) } else { x + half };
-                    *o = m.sub(m.reduce_u128(y as u128), half_mod);
+                // (x + half) mod q_l, lifted, minus half: rounds instead of flooring
+                if !simd::center_lift(&mut tmp, &last, half, ql, m.value(), half_mod) {
+                    for (o, &x) in tmp.iter_mut().zip(&last) {
+                        let y = if x >= ql - half {
+                            x - (ql - half)
+                        } else {
+                            x + half
+                        };
+                        *o = m.sub(m.reduce_u128(y as u128), half_mod);
+                    }
                 }
                 t.forward(&mut tmp);
                 let (c, cs) = inv[i];

@@ -18,26 +18,38 @@ impl C64 {
     pub const fn new(re: f64, im: f64) -> Self {
         C64 { re, im }
     }
-    #[inline(always)]
-    pub fn add(self, o: C64) -> C64 {
-        C64::new(self.re + o.re, self.im + o.im)
-    }
-    #[inline(always)]
-    pub fn sub(self, o: C64) -> C64 {
-        C64::new(self.re - o.re, self.im - o.im)
-    }
-    #[inline(always)]
-    pub fn mul(self, o: C64) -> C64 {
-        C64::new(
-            self.re * o.re - self.im * o.im,
-            self.re * o.im + self.im * o.re,
-        )
-    }
     pub fn conj(self) -> C64 {
         C64::new(self.re, -self.im)
     }
     pub fn abs(self) -> f64 {
         self.re.hypot(self.im)
+    }
+}
+
+impl std::ops::Add for C64 {
+    type Output = C64;
+    #[inline(always)]
+    fn add(self, o: C64) -> C64 {
+        C64::new(self.re + o.re, self.im + o.im)
+    }
+}
+
+impl std::ops::Sub for C64 {
+    type Output = C64;
+    #[inline(always)]
+    fn sub(self, o: C64) -> C64 {
+        C64::new(self.re - o.re, self.im - o.im)
+    }
+}
+
+impl std::ops::Mul for C64 {
+    type Output = C64;
+    #[inline(always)]
+    fn mul(self, o: C64) -> C64 {
+        C64::new(
+            self.re * o.re - self.im * o.im,
+            self.re * o.im + self.im * o.re,
+        )
     }
 }
 
@@ -105,9 +117,9 @@ impl SpecialFft {
                 for j in 0..lenh {
                     let w = self.roots[(self.rot_group[j] % lenq) * gap];
                     let u = v[i + j];
-                    let t = v[i + j + lenh].mul(w);
-                    v[i + j] = u.add(t);
-                    v[i + j + lenh] = u.sub(t);
+                    let t = v[i + j + lenh] * w;
+                    v[i + j] = u + t;
+                    v[i + j + lenh] = u - t;
                 }
             }
             len *= 2;
@@ -127,8 +139,8 @@ impl SpecialFft {
                     let w = self.roots[(lenq - self.rot_group[j] % lenq) * gap];
                     let a = v[i + j];
                     let b = v[i + j + lenh];
-                    v[i + j] = a.add(b);
-                    v[i + j + lenh] = a.sub(b).mul(w);
+                    v[i + j] = a + b;
+                    v[i + j + lenh] = (a - b) * w;
                 }
             }
             len /= 2;
@@ -159,9 +171,9 @@ mod tests {
             let mut want = C64::default();
             for (k, &c) in coeffs.iter().enumerate() {
                 let a = std::f64::consts::PI * (e * k) as f64 / n as f64;
-                want = want.add(C64::new(c * a.cos(), c * a.sin()));
+                want = want + C64::new(c * a.cos(), c * a.sin());
             }
-            assert!(got.sub(want).abs() < 1e-9, "slot {j}: {got:?} vs {want:?}");
+            assert!((*got - want).abs() < 1e-9, "slot {j}: {got:?} vs {want:?}");
         }
         let mut back = v.clone();
         fft.inverse(&mut back);

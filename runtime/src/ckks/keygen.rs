@@ -131,7 +131,7 @@ impl<'a> KeyGenerator<'a> {
     /// The Galois key of X -> X^g (sigma_g(s) -> s) for levels <= `level`.
     pub fn galois_key(&mut self, sk: &SecretKey, g: u64, level: usize) -> Result<SwitchingKey> {
         self.check(sk)?;
-        if g % 2 == 0 || g >= 2 * self.ctx.n() as u64 {
+        if g.is_multiple_of(2) || g >= 2 * self.ctx.n() as u64 {
             return Err(Error::InvalidParams(format!(
                 "{g} is not a Galois element of Z[X]/(X^N+1)"
             )));

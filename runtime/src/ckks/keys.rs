@@ -79,6 +79,10 @@ pub struct EvalKeys {
 impl EvalKeys {
     pub fn seeded_bytes(&self) -> usize {
         self.relin.iter().map(|k| k.seeded_bytes()).sum::<usize>()
-            + self.galois.values().map(|k| k.seeded_bytes()).sum::<usize>()
+            + self
+                .galois
+                .values()
+                .map(|k| k.seeded_bytes())
+                .sum::<usize>()
     }
 }

@@ -79,7 +79,11 @@ pub fn inner_product(
     let mut tmp = vec![0u64; n];
     for (d, kd) in dec.digits.iter().zip(&key.digits) {
         for (t, table) in tables.iter().enumerate() {
-            let key_idx = if t <= level { t } else { key.level + 1 + (t - level - 1) };
+            let key_idx = if t <= level {
+                t
+            } else {
+                key.level + 1 + (t - level - 1)
+            };
             let src: &[u64] = match perm {
                 Some(p) => {
                     let limb = d.limb(t);
@@ -119,7 +123,11 @@ pub fn mod_down(ctx: &Context, x: RnsPoly) -> RnsPoly {
     out.truncate(nq);
     let p_inv = ctx.p_inv_mod_q();
     let half_q = ctx.p_half_mod_q();
-    for (i, (limb, c)) in out.limbs_iter_mut().zip(conv.chunks_exact_mut(n)).enumerate() {
+    for (i, (limb, c)) in out
+        .limbs_iter_mut()
+        .zip(conv.chunks_exact_mut(n))
+        .enumerate()
+    {
         let t = q_tables[i];
         let m = t.modulus();
         for v in c.iter_mut() {

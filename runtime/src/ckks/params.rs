@@ -130,7 +130,8 @@ impl Params {
             }
         }
         if !self.insecure_for_tests {
-            let limit = max_log_qp_128(self.log_n).ok_or(Error::UnsupportedRingDegree(self.log_n))?;
+            let limit =
+                max_log_qp_128(self.log_n).ok_or(Error::UnsupportedRingDegree(self.log_n))?;
             let log_qp = self.log_qp();
             if log_qp > limit as f64 {
                 return Err(Error::Insecure {
@@ -192,6 +193,15 @@ impl Params {
     }
 }
 
+impl Params {
+    /// A fingerprint of the parameter set (BLAKE3 of its canonical encoding); keys and
+    /// programs record it so that mismatched files are refused.
+    pub fn id(&self) -> [u8; 32] {
+        let bytes = postcard::to_allocvec(self).unwrap_or_default();
+        *blake3::hash(&bytes).as_bytes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,14 +235,5 @@ mod tests {
         let p = Params::insecure_for_tests(12, &[30, 30], &[30], 2).unwrap();
         let dup = Params::from_primes(12, vec![p.q()[0], p.q()[0]], p.p().to_vec(), 1, true);
         assert!(dup.is_err());
-    }
-}
-
-impl Params {
-    /// A fingerprint of the parameter set (BLAKE3 of its canonical encoding); keys and
-    /// programs record it so that mismatched files are refused.
-    pub fn id(&self) -> [u8; 32] {
-        let bytes = postcard::to_allocvec(self).unwrap_or_default();
-        *blake3::hash(&bytes).as_bytes()
     }
 }

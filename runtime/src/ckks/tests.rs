@@ -13,7 +13,13 @@ pub(crate) struct Setup {
     pub keys: EvalKeys,
 }
 
-pub(crate) fn setup(log_n: u32, q_bits: &[u32], p_bits: &[u32], dnum: usize, rots: &[i64]) -> Setup {
+pub(crate) fn setup(
+    log_n: u32,
+    q_bits: &[u32],
+    p_bits: &[u32],
+    dnum: usize,
+    rots: &[i64],
+) -> Setup {
     let params = Params::insecure_for_tests(log_n, q_bits, p_bits, dnum).unwrap();
     let ctx = Context::new(params).unwrap();
     let mut kg = KeyGenerator::new(&ctx);
@@ -44,7 +50,10 @@ fn values(n: usize, seed: u64) -> Vec<f64> {
 #[track_caller]
 fn assert_bits(got: &[f64], want: &[f64], min: f64) {
     let b = bits(got, want);
-    assert!(b > min, "{b:.2} bits of precision, expected more than {min}");
+    assert!(
+        b > min,
+        "{b:.2} bits of precision, expected more than {min}"
+    );
 }
 
 /// Bits of precision: -log2(max abs error).
@@ -60,12 +69,24 @@ fn bits(got: &[f64], want: &[f64]) -> f64 {
 fn standard() -> Setup {
     // N = 2^12, a 60-bit base prime, three 40-bit primes, one digit per prime, one
     // 60-bit special prime.
-    setup(12, &[60, 40, 40, 40], &[60], 4, &[1, 2, 3, -1, 5, 100, 2047])
+    setup(
+        12,
+        &[60, 40, 40, 40],
+        &[60],
+        4,
+        &[1, 2, 3, -1, 5, 100, 2047],
+    )
 }
 
 fn hybrid() -> Setup {
     // Two digits of two primes each, two 50-bit special primes.
-    setup(12, &[50, 40, 40, 40], &[50, 50], 2, &[1, 2, 3, -1, 5, 100, 2047])
+    setup(
+        12,
+        &[50, 40, 40, 40],
+        &[50, 50],
+        2,
+        &[1, 2, 3, -1, 5, 100, 2047],
+    )
 }
 
 #[test]
@@ -99,21 +120,38 @@ fn additive_and_scalar_operations() {
     let n = ctx.params().slots();
     let (x, y) = (values(n, 2), values(n, 3));
     let delta = 2f64.powi(40);
-    let cx = e.encrypt_pk(&enc.encode(&x, delta, 3).unwrap(), &s.pk).unwrap();
-    let cy = e.encrypt_pk(&enc.encode(&y, delta, 3).unwrap(), &s.pk).unwrap();
-    let zip = |f: &dyn Fn(f64, f64) -> f64| -> Vec<f64> { x.iter().zip(&y).map(|(a, b)| f(*a, *b)).collect() };
+    let cx = e
+        .encrypt_pk(&enc.encode(&x, delta, 3).unwrap(), &s.pk)
+        .unwrap();
+    let cy = e
+        .encrypt_pk(&enc.encode(&y, delta, 3).unwrap(), &s.pk)
+        .unwrap();
+    let zip = |f: &dyn Fn(f64, f64) -> f64| -> Vec<f64> {
+        x.iter().zip(&y).map(|(a, b)| f(*a, *b)).collect()
+    };
 
-    assert_bits(&d.decrypt(&ev.add(&cx, &cy).unwrap()).unwrap(), &zip(&|a, b| a + b), 22.0);
-    assert_bits(&d.decrypt(&ev.sub(&cx, &cy).unwrap()).unwrap(), &zip(&|a, b| a - b), 22.0);
+    assert_bits(
+        &d.decrypt(&ev.add(&cx, &cy).unwrap()).unwrap(),
+        &zip(&|a, b| a + b),
+        22.0,
+    );
+    assert_bits(
+        &d.decrypt(&ev.sub(&cx, &cy).unwrap()).unwrap(),
+        &zip(&|a, b| a - b),
+        22.0,
+    );
     let mut neg = cx.clone();
     ev.neg_assign(&mut neg);
     assert_bits(&d.decrypt(&neg).unwrap(), &zip(&|a, _| -a), 22.0);
 
     let mut c = cx.clone();
-    ev.add_plain_assign(&mut c, &enc.encode(&y, delta, 3).unwrap()).unwrap();
+    ev.add_plain_assign(&mut c, &enc.encode(&y, delta, 3).unwrap())
+        .unwrap();
     assert_bits(&d.decrypt(&c).unwrap(), &zip(&|a, b| a + b), 22.0);
 
-    let mut c = ev.mul_plain(&cx, &enc.encode(&y, delta, 3).unwrap()).unwrap();
+    let mut c = ev
+        .mul_plain(&cx, &enc.encode(&y, delta, 3).unwrap())
+        .unwrap();
     ev.rescale_assign(&mut c).unwrap();
     assert_eq!(c.level(), 2);
     assert_bits(&d.decrypt(&c).unwrap(), &zip(&|a, b| a * b), 21.0);
@@ -127,9 +165,14 @@ fn additive_and_scalar_operations() {
     assert_bits(&d.decrypt(&c).unwrap(), &zip(&|a, _| -3.0 * a), 20.0);
 
     let mut c = cx.clone();
-    ev.mul_const_assign(&mut c, 0.2333984375, 2f64.powi(30)).unwrap();
+    ev.mul_const_assign(&mut c, 0.2333984375, 2f64.powi(30))
+        .unwrap();
     ev.rescale_assign(&mut c).unwrap();
-    assert_bits(&d.decrypt(&c).unwrap(), &zip(&|a, _| 0.2333984375 * a), 16.0);
+    assert_bits(
+        &d.decrypt(&c).unwrap(),
+        &zip(&|a, _| 0.2333984375 * a),
+        16.0,
+    );
 
     let mut c = cx.clone();
     ev.drop_to_level_assign(&mut c, 1).unwrap();
@@ -140,7 +183,10 @@ fn additive_and_scalar_operations() {
     assert!(matches!(ev.add(&c, &cy), Err(Error::LevelMismatch(_))));
     let mut scaled = cx.clone();
     ev.mul_const_assign(&mut scaled, 1.0, 2.0).unwrap();
-    assert!(matches!(ev.add(&scaled, &cy), Err(Error::ScaleMismatch { .. })));
+    assert!(matches!(
+        ev.add(&scaled, &cy),
+        Err(Error::ScaleMismatch { .. })
+    ));
 }
 
 #[test]
@@ -154,8 +200,12 @@ fn mul_relin_rescale_keeps_25_bits_at_delta_2_40() {
     let n = ctx.params().slots();
     let (x, y) = (values(n, 4), values(n, 5));
     let delta = 2f64.powi(40);
-    let cx = e.encrypt_sk(&enc.encode(&x, delta, 3).unwrap(), &s.sk).unwrap();
-    let cy = e.encrypt_sk(&enc.encode(&y, delta, 3).unwrap(), &s.sk).unwrap();
+    let cx = e
+        .encrypt_sk(&enc.encode(&x, delta, 3).unwrap(), &s.sk)
+        .unwrap();
+    let cy = e
+        .encrypt_sk(&enc.encode(&y, delta, 3).unwrap(), &s.sk)
+        .unwrap();
     let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
     let prod = ev.mul(&cx, &cy).unwrap();
     assert_eq!(prod.degree(), 2);
@@ -191,20 +241,30 @@ fn rotations_with(s: Setup) {
     let n = ctx.params().slots();
     let x = values(n, 6);
     let delta = 2f64.powi(40);
-    let cx = e.encrypt_pk(&enc.encode(&x, delta, 3).unwrap(), &s.pk).unwrap();
+    let cx = e
+        .encrypt_pk(&enc.encode(&x, delta, 3).unwrap(), &s.pk)
+        .unwrap();
     let steps = [1i64, 2, 3, -1, 5, 100, 2047];
     let hoisted = ev.rotate_hoisted(&cx, &steps).unwrap();
     for (&k, h) in steps.iter().zip(&hoisted) {
-        let want: Vec<f64> = (0..n).map(|i| x[(i as i64 + k).rem_euclid(n as i64) as usize]).collect();
+        let want: Vec<f64> = (0..n)
+            .map(|i| x[(i as i64 + k).rem_euclid(n as i64) as usize])
+            .collect();
         let r = ev.rotate(&cx, k).unwrap();
         assert_bits(&d.decrypt(&r).unwrap(), &want, 20.0);
         assert_bits(&d.decrypt(h).unwrap(), &want, 20.0);
     }
     // Conjugation on complex slots.
     let z: Vec<C64> = (0..n).map(|i| C64::new(x[i], x[(i + 1) % n])).collect();
-    let cz = e.encrypt_pk(&enc.encode_complex(&z, delta, 3).unwrap(), &s.pk).unwrap();
+    let cz = e
+        .encrypt_pk(&enc.encode_complex(&z, delta, 3).unwrap(), &s.pk)
+        .unwrap();
     let got = d.decrypt_complex(&ev.conjugate(&cz).unwrap()).unwrap();
-    let err = got.iter().zip(&z).map(|(g, w)| g.sub(w.conj()).abs()).fold(0f64, f64::max);
+    let err = got
+        .iter()
+        .zip(&z)
+        .map(|(g, w)| (*g - w.conj()).abs())
+        .fold(0f64, f64::max);
     assert!(err < 2f64.powi(-20), "{err}");
     // A missing key is named.
     assert!(matches!(ev.rotate(&cx, 7), Err(Error::MissingKey(_))));
@@ -221,7 +281,10 @@ fn wrong_key_set_is_refused() {
     // b's keys were generated on a context with equal parameters but another secret.
     let ev = Evaluator::with_keys(&a.ctx, &b.keys).unwrap();
     assert!(matches!(ev.rotate(&ct, 1), Err(Error::KeySetMismatch(_))));
-    assert!(matches!(Decryptor::new(&a.ctx, &b.sk).decrypt(&ct), Err(Error::KeySetMismatch(_))));
+    assert!(matches!(
+        Decryptor::new(&a.ctx, &b.sk).decrypt(&ct),
+        Err(Error::KeySetMismatch(_))
+    ));
 }
 
 #[test]
@@ -261,7 +324,10 @@ fn depth_chain(log_delta: i32, tower_bits: u32, base_bits: u32, min_bits: f64) {
         ev.mul_const_assign(&mut sq, 0.5, c_scale).unwrap();
         ev.add_const_assign(&mut sq, 0.25).unwrap();
         ev.rescale_assign(&mut sq).unwrap();
-        assert!((sq.scale / delta - 1.0).abs() < 1e-9, "step {step}: scale drifted");
+        assert!(
+            (sq.scale / delta - 1.0).abs() < 1e-9,
+            "step {step}: scale drifted"
+        );
         for w in want.iter_mut() {
             *w = 0.5 * *w * *w + 0.25;
         }
@@ -269,7 +335,10 @@ fn depth_chain(log_delta: i32, tower_bits: u32, base_bits: u32, min_bits: f64) {
     }
     assert_eq!(ct.level(), 0);
     let b = bits(&d.decrypt(&ct).unwrap(), &want);
-    assert!(b >= min_bits, "depth chain at Delta = 2^{log_delta}: {b:.1} bits");
+    assert!(
+        b >= min_bits,
+        "depth chain at Delta = 2^{log_delta}: {b:.1} bits"
+    );
 }
 
 #[test]
@@ -314,4 +383,3 @@ fn rotation_composition() {
         assert_bits(&d.decrypt(&ab).unwrap(), &d.decrypt(&direct).unwrap(), 20.0);
     }
 }
-

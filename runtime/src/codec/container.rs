@@ -83,7 +83,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], expected: FileKind) -> Result<(
     let what = expected.name();
     if bytes.len() < HEADER_LEN + CHECKSUM_LEN || bytes[..4] != MAGIC {
         if bytes.len() >= 4 && bytes[..4] != MAGIC {
-            return Err(Error::Corrupt(format!("not an fhec file (expected a {what})")));
+            return Err(Error::Corrupt(format!(
+                "not an fhec file (expected a {what})"
+            )));
         }
         return Err(Error::Corrupt(format!(
             "{what} file is truncated ({} bytes)",
@@ -120,7 +122,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], expected: FileKind) -> Result<(
     }
     let (content, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
     if blake3::hash(content).as_bytes() != sum {
-        return Err(Error::Corrupt(format!("{what} file fails its checksum (corrupted)")));
+        return Err(Error::Corrupt(format!(
+            "{what} file fails its checksum (corrupted)"
+        )));
     }
     let body: T = postcard::from_bytes(&content[HEADER_LEN..])
         .map_err(|e| Error::Corrupt(format!("{what} body does not decode: {e}")))?;
@@ -164,7 +168,10 @@ mod tests {
             for bit in 0..8 {
                 let mut b = bytes.clone();
                 b[i] ^= 1 << bit;
-                assert!(decode::<Vec<u64>>(&b, FileKind::Params).is_err(), "byte {i} bit {bit}");
+                assert!(
+                    decode::<Vec<u64>>(&b, FileKind::Params).is_err(),
+                    "byte {i} bit {bit}"
+                );
             }
         }
     }
@@ -183,7 +190,10 @@ mod tests {
             Err(Error::Version { found: 7, .. })
         ));
         assert!(matches!(
-            decode::<Vec<u64>>(b"PK\x03\x04 not ours at all, a zip file header", FileKind::Params),
+            decode::<Vec<u64>>(
+                b"PK\x03\x04 not ours at all, a zip file header",
+                FileKind::Params
+            ),
             Err(Error::Corrupt(_))
         ));
     }

@@ -62,7 +62,12 @@ fn check_params(ctx: &Context, header: &Header) -> Result<()> {
 }
 
 /// Rebuilds a polynomial from wire data over the given limb moduli, checking its shape.
-fn poly_from_wire(ctx: &Context, data: Vec<u64>, limb_moduli: &[u64], what: &str) -> Result<RnsPoly> {
+fn poly_from_wire(
+    ctx: &Context,
+    data: Vec<u64>,
+    limb_moduli: &[u64],
+    what: &str,
+) -> Result<RnsPoly> {
     let n = ctx.n();
     if data.len() != n * limb_moduli.len() {
         return Err(Error::Corrupt(format!(
@@ -74,7 +79,9 @@ fn poly_from_wire(ctx: &Context, data: Vec<u64>, limb_moduli: &[u64], what: &str
     }
     for (limb, &q) in data.chunks_exact(n).zip(limb_moduli) {
         if limb.iter().any(|&x| x >= q) {
-            return Err(Error::Corrupt(format!("{what}: residue not reduced modulo its prime")));
+            return Err(Error::Corrupt(format!(
+                "{what}: residue not reduced modulo its prime"
+            )));
         }
     }
     Ok(RnsPoly::from_data(n, data, true))
@@ -125,7 +132,9 @@ pub fn secret_key_from_bytes(bytes: &[u8], ctx: &Context) -> Result<SecretKey> {
     check_params(ctx, &h)?;
     if wire.coeffs.len() != ctx.n() || wire.coeffs.iter().any(|c| !(-1..=1).contains(c)) {
         wire.coeffs.zeroize();
-        return Err(Error::Corrupt("secret key is not a ternary polynomial of degree N".into()));
+        return Err(Error::Corrupt(
+            "secret key is not a ternary polynomial of degree N".into(),
+        ));
     }
     let coeffs: Vec<i64> = wire.coeffs.iter().map(|&c| c as i64).collect();
     wire.coeffs.zeroize();
@@ -154,7 +163,9 @@ fn switching_key_to_wire(k: &SwitchingKey) -> SwitchingKeyWire {
 fn switching_key_from_wire(ctx: &Context, w: SwitchingKeyWire, what: &str) -> Result<SwitchingKey> {
     let level = w.level as usize;
     if level > ctx.max_level() {
-        return Err(Error::Corrupt(format!("{what}: level {level} above the top level")));
+        return Err(Error::Corrupt(format!(
+            "{what}: level {level} above the top level"
+        )));
     }
     let expected_digits = (level + 1).div_ceil(ctx.params().alpha());
     if w.digits.len() != expected_digits {
@@ -271,17 +282,31 @@ pub fn ciphertext_from_bytes(bytes: &[u8], ctx: &Context) -> Result<Ciphertext> 
     check_params(ctx, &h)?;
     let level = w.level as usize;
     if level > ctx.max_level() {
-        return Err(Error::Corrupt(format!("ciphertext level {level} above the top level")));
+        return Err(Error::Corrupt(format!(
+            "ciphertext level {level} above the top level"
+        )));
     }
     if !(w.scale.is_finite() && w.scale >= 1.0) {
-        return Err(Error::Corrupt(format!("ciphertext scale {} is invalid", w.scale)));
+        return Err(Error::Corrupt(format!(
+            "ciphertext scale {} is invalid",
+            w.scale
+        )));
     }
     if !(1..=2).contains(&w.degree) {
-        return Err(Error::Corrupt(format!("ciphertext degree {} is invalid", w.degree)));
+        return Err(Error::Corrupt(format!(
+            "ciphertext degree {} is invalid",
+            w.degree
+        )));
     }
-    let stored = if w.seed.is_some() { 1 } else { w.degree as usize + 1 };
+    let stored = if w.seed.is_some() {
+        1
+    } else {
+        w.degree as usize + 1
+    };
     if w.parts.len() != stored || (w.seed.is_some() && w.degree != 1) {
-        return Err(Error::Corrupt("ciphertext has the wrong number of parts".into()));
+        return Err(Error::Corrupt(
+            "ciphertext has the wrong number of parts".into(),
+        ));
     }
     let moduli = q_moduli(ctx, level);
     let mut parts = w

@@ -20,14 +20,24 @@ fn keys_and_ciphertexts_round_trip() {
     assert_eq!(pk, s.pk);
 
     let enc = Encoder::new(ctx);
-    let x: Vec<f64> = (0..ctx.params().slots()).map(|i| (i as f64 * 0.01).sin()).collect();
+    let x: Vec<f64> = (0..ctx.params().slots())
+        .map(|i| (i as f64 * 0.01).sin())
+        .collect();
     let pt = enc.encode(&x, 2f64.powi(35), 2).unwrap();
     let fresh = Encryptor::new(ctx).encrypt_sk(&pt, &sk).unwrap();
     let fresh_bytes = ciphertext_to_bytes(&fresh, ctx.params().id()).unwrap();
-    let evaluated = Evaluator::with_keys(ctx, &keys).unwrap().rotate(&fresh, 1).unwrap();
+    let evaluated = Evaluator::with_keys(ctx, &keys)
+        .unwrap()
+        .rotate(&fresh, 1)
+        .unwrap();
     let eval_bytes = ciphertext_to_bytes(&evaluated, ctx.params().id()).unwrap();
     // The seeded fresh ciphertext is about half the size of an evaluated one.
-    assert!(fresh_bytes.len() * 10 < eval_bytes.len() * 6, "{} vs {}", fresh_bytes.len(), eval_bytes.len());
+    assert!(
+        fresh_bytes.len() * 10 < eval_bytes.len() * 6,
+        "{} vs {}",
+        fresh_bytes.len(),
+        eval_bytes.len()
+    );
     let back = ciphertext_from_bytes(&fresh_bytes, ctx).unwrap();
     assert_eq!(back, fresh);
     let rot = ciphertext_from_bytes(&eval_bytes, ctx).unwrap();
@@ -42,14 +52,26 @@ fn foreign_and_corrupt_files_are_refused() {
     let b = setup(10, &[50, 45], &[50], 2, &[1]);
     let ka = eval_keys_to_bytes(&a.keys).unwrap();
     // Keys of another parameter set.
-    assert!(matches!(eval_keys_from_bytes(&ka, &b.ctx), Err(Error::KeySetMismatch(_))));
+    assert!(matches!(
+        eval_keys_from_bytes(&ka, &b.ctx),
+        Err(Error::KeySetMismatch(_))
+    ));
     // A secret key where evaluation keys are expected, and the reverse.
     let ska = secret_key_to_bytes(&a.sk).unwrap();
-    assert!(matches!(eval_keys_from_bytes(&ska, &a.ctx), Err(Error::WrongKind { .. })));
-    assert!(matches!(secret_key_from_bytes(&ka, &a.ctx), Err(Error::WrongKind { .. })));
+    assert!(matches!(
+        eval_keys_from_bytes(&ska, &a.ctx),
+        Err(Error::WrongKind { .. })
+    ));
+    assert!(matches!(
+        secret_key_from_bytes(&ka, &a.ctx),
+        Err(Error::WrongKind { .. })
+    ));
     // Truncation and bit flips.
     assert!(eval_keys_from_bytes(&ka[..ka.len() - 1], &a.ctx).is_err());
     let mut flipped = ka.clone();
     flipped[ka.len() / 2] ^= 0x10;
-    assert!(matches!(eval_keys_from_bytes(&flipped, &a.ctx), Err(Error::Corrupt(_))));
+    assert!(matches!(
+        eval_keys_from_bytes(&flipped, &a.ctx),
+        Err(Error::Corrupt(_))
+    ));
 }

@@ -96,7 +96,13 @@ impl BasisConverter {
         let hat_inv52 = from
             .iter()
             .zip(&hat_inv)
-            .map(|(m, &(c, _))| if m.value() < MAX_MODULUS_52 { shoup52(c, m.value()) } else { 0 })
+            .map(|(m, &(c, _))| {
+                if m.value() < MAX_MODULUS_52 {
+                    shoup52(c, m.value())
+                } else {
+                    0
+                }
+            })
             .collect();
         let terms = to
             .iter()
@@ -110,10 +116,20 @@ impl BasisConverter {
                 let mut t = Vec::new();
                 for (i, ai) in from.iter().enumerate() {
                     let c = hat_mod[j * from.len() + i];
-                    t.push(Term { src: i, high: false, c, cs: shoup52(c, b) });
+                    t.push(Term {
+                        src: i,
+                        high: false,
+                        c,
+                        cs: shoup52(c, b),
+                    });
                     if ai.value() >= 1 << 52 {
                         let ch = bj.mul(c, two52);
-                        t.push(Term { src: i, high: true, c: ch, cs: shoup52(ch, b) });
+                        t.push(Term {
+                            src: i,
+                            high: true,
+                            c: ch,
+                            cs: shoup52(ch, b),
+                        });
                     }
                 }
                 Some(t)

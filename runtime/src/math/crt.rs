@@ -38,6 +38,7 @@ impl CrtReconstructor {
         r
     }
 
+    #[allow(clippy::needless_range_loop)]
     fn digits(&self, residues: &[u64], out: &mut [u64]) {
         for i in 0..self.moduli.len() {
             let m = &self.moduli[i];

@@ -108,6 +108,7 @@ mod tests {
     use crate::math::primes::ntt_primes;
     use proptest::prelude::*;
 
+    #[allow(clippy::needless_range_loop)]
     fn negacyclic_mul(a: &[u64], b: &[u64], m: &Modulus) -> Vec<u64> {
         let n = a.len();
         let mut out = vec![0u64; n];

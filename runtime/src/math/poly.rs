@@ -126,9 +126,38 @@ impl RnsPoly {
         debug_assert_eq!(self.ntt, other.ntt);
         for ((a, b), t) in self.limbs_iter_mut().zip(other.limbs_iter()).zip(tables) {
             let m = t.modulus();
+            if simd::add_assign(a, b, m.value()) {
+                continue;
+            }
             for (x, &y) in a.iter_mut().zip(b) {
                 *x = m.add(*x, y);
             }
+        }
+    }
+
+    /// `self + other` on the limbs of `tables`, in one pass.
+    pub fn add(&self, other: &RnsPoly, tables: &[&NttTable]) -> RnsPoly {
+        debug_assert_eq!(self.ntt, other.ntt);
+        let n = self.n;
+        let mut data = vec![0u64; n * tables.len()];
+        for (((o, a), b), t) in data
+            .chunks_exact_mut(n)
+            .zip(self.limbs_iter())
+            .zip(other.limbs_iter())
+            .zip(tables)
+        {
+            let m = t.modulus();
+            if simd::add_into(o, a, b, m.value()) {
+                continue;
+            }
+            for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                *o = m.add(x, y);
+            }
+        }
+        RnsPoly {
+            n,
+            ntt: self.ntt,
+            data,
         }
     }
 
@@ -136,6 +165,9 @@ impl RnsPoly {
         debug_assert_eq!(self.ntt, other.ntt);
         for ((a, b), t) in self.limbs_iter_mut().zip(other.limbs_iter()).zip(tables) {
             let m = t.modulus();
+            if simd::sub_assign(a, b, m.value()) {
+                continue;
+            }
             for (x, &y) in a.iter_mut().zip(b) {
                 *x = m.sub(*x, y);
             }

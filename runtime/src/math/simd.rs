@@ -11,6 +11,21 @@ use std::sync::OnceLock;
 /// Largest modulus the 52-bit kernels accept.
 pub const MAX_MODULUS_52: u64 = 1 << 50;
 
+/// Whether this CPU runs the plain AVX-512 kernels (checked once).
+pub fn avx512() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
 /// Whether this CPU runs the IFMA kernels (checked once).
 pub fn ifma() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
@@ -72,6 +87,67 @@ mod imp {
         }
     }
 
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn add_into(out: &mut [u64], a: &[u64], b: &[u64], q: u64) {
+        let vq = _mm512_set1_epi64(q as i64);
+        for ((o, x), y) in out
+            .chunks_exact_mut(8)
+            .zip(a.chunks_exact(8))
+            .zip(b.chunks_exact(8))
+        {
+            let x = _mm512_loadu_si512(x.as_ptr() as *const _);
+            let y = _mm512_loadu_si512(y.as_ptr() as *const _);
+            let s = _mm512_add_epi64(x, y);
+            let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vq));
+            _mm512_storeu_si512(o.as_mut_ptr() as *mut _, s);
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn add_assign(a: &mut [u64], b: &[u64], q: u64) {
+        let vq = _mm512_set1_epi64(q as i64);
+        for (o, y) in a.chunks_exact_mut(8).zip(b.chunks_exact(8)) {
+            let x = _mm512_loadu_si512(o.as_ptr() as *const _);
+            let y = _mm512_loadu_si512(y.as_ptr() as *const _);
+            let s = _mm512_add_epi64(x, y);
+            let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vq));
+            _mm512_storeu_si512(o.as_mut_ptr() as *mut _, s);
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn sub_assign(a: &mut [u64], b: &[u64], q: u64) {
+        let vq = _mm512_set1_epi64(q as i64);
+        for (o, y) in a.chunks_exact_mut(8).zip(b.chunks_exact(8)) {
+            let x = _mm512_loadu_si512(o.as_ptr() as *const _);
+            let y = _mm512_loadu_si512(y.as_ptr() as *const _);
+            let d = _mm512_sub_epi64(x, y);
+            let d = _mm512_min_epu64(d, _mm512_add_epi64(d, vq));
+            _mm512_storeu_si512(o.as_mut_ptr() as *mut _, d);
+        }
+    }
+
+    /// out = ((x + h) mod ql) mod qi - (h mod qi), for ql <= 2 qi: the centred lift of a
+    /// residue modulo ql into qi.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn center_lift(out: &mut [u64], x: &[u64], h: u64, ql: u64, qi: u64, h_mod_qi: u64) {
+        let (vh, vql, vqi, vhm) = (
+            _mm512_set1_epi64(h as i64),
+            _mm512_set1_epi64(ql as i64),
+            _mm512_set1_epi64(qi as i64),
+            _mm512_set1_epi64(h_mod_qi as i64),
+        );
+        for (o, v) in out.chunks_exact_mut(8).zip(x.chunks_exact(8)) {
+            let v = _mm512_loadu_si512(v.as_ptr() as *const _);
+            let y = _mm512_add_epi64(v, vh);
+            let y = _mm512_min_epu64(y, _mm512_sub_epi64(y, vql));
+            let y = _mm512_min_epu64(y, _mm512_sub_epi64(y, vqi));
+            let d = _mm512_sub_epi64(y, vhm);
+            let d = _mm512_min_epu64(d, _mm512_add_epi64(d, vqi));
+            _mm512_storeu_si512(o.as_mut_ptr() as *mut _, d);
+        }
+    }
+
     #[target_feature(enable = "avx512f,avx512ifma")]
     pub unsafe fn mul_const_assign(a: &mut [u64], c: u64, cs: u64, b: u64) {
         let (vc, vcs, vb) = (
@@ -107,7 +183,12 @@ mod imp {
         let m52 = _mm512_set1_epi64(M52 as i64);
         let consts: Vec<(__m512i, __m512i)> = terms
             .iter()
-            .map(|t| (_mm512_set1_epi64(t.c as i64), _mm512_set1_epi64(t.cs as i64)))
+            .map(|t| {
+                (
+                    _mm512_set1_epi64(t.c as i64),
+                    _mm512_set1_epi64(t.cs as i64),
+                )
+            })
             .collect();
         let mut start = 0;
         while start < out.len() {
@@ -131,7 +212,7 @@ mod imp {
 /// out = x * c mod b (x reduced, b < 2^50, lengths multiples of 8). Returns false (and
 /// does nothing) when the kernel cannot run.
 pub fn mul_const(out: &mut [u64], x: &[u64], c: u64, cs: u64, b: u64) -> bool {
-    if !(ifma() && b < MAX_MODULUS_52 && out.len() % 8 == 0 && out.len() == x.len()) {
+    if !(ifma() && b < MAX_MODULUS_52 && out.len().is_multiple_of(8) && out.len() == x.len()) {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
@@ -143,9 +224,65 @@ pub fn mul_const(out: &mut [u64], x: &[u64], c: u64, cs: u64, b: u64) -> bool {
     true
 }
 
+fn lanes_ok(len: usize, q: u64) -> bool {
+    avx512() && len.is_multiple_of(8) && q < 1 << 62
+}
+
+/// out = a + b mod q (reduced inputs). Returns false when the kernel cannot run.
+pub fn add_into(out: &mut [u64], a: &[u64], b: &[u64], q: u64) -> bool {
+    if !(lanes_ok(out.len(), q) && a.len() == out.len() && b.len() == out.len()) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: avx512f checked; equal lengths, multiples of 8.
+    unsafe {
+        imp::add_into(out, a, b, q)
+    };
+    true
+}
+
+/// a = a + b mod q.
+pub fn add_assign(a: &mut [u64], b: &[u64], q: u64) -> bool {
+    if !(lanes_ok(a.len(), q) && b.len() == a.len()) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: avx512f checked; equal lengths, multiples of 8.
+    unsafe {
+        imp::add_assign(a, b, q)
+    };
+    true
+}
+
+/// a = a - b mod q.
+pub fn sub_assign(a: &mut [u64], b: &[u64], q: u64) -> bool {
+    if !(lanes_ok(a.len(), q) && b.len() == a.len()) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: avx512f checked; equal lengths, multiples of 8.
+    unsafe {
+        imp::sub_assign(a, b, q)
+    };
+    true
+}
+
+/// The centred lift of residues modulo `ql` (h = floor(ql/2)) into `qi`, for ql <= 2 qi.
+pub fn center_lift(out: &mut [u64], x: &[u64], h: u64, ql: u64, qi: u64, h_mod_qi: u64) -> bool {
+    if !(lanes_ok(out.len(), ql.max(qi)) && x.len() == out.len() && ql <= 2 * qi) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: avx512f checked; equal lengths, multiples of 8.
+    unsafe {
+        imp::center_lift(out, x, h, ql, qi, h_mod_qi)
+    };
+    true
+}
+
 /// a = a * c mod b in place, under the same conditions as [`mul_const`].
 pub fn mul_const_assign(a: &mut [u64], c: u64, cs: u64, b: u64) -> bool {
-    if !(ifma() && b < MAX_MODULUS_52 && a.len() % 8 == 0) {
+    if !(ifma() && b < MAX_MODULUS_52 && a.len().is_multiple_of(8)) {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
@@ -158,7 +295,7 @@ pub fn mul_const_assign(a: &mut [u64], c: u64, cs: u64, b: u64) -> bool {
 
 /// out = (out - x) * c mod b, under the same conditions as [`mul_const`].
 pub fn sub_mul_const(out: &mut [u64], x: &[u64], c: u64, cs: u64, b: u64) -> bool {
-    if !(ifma() && b < MAX_MODULUS_52 && out.len() % 8 == 0 && out.len() == x.len()) {
+    if !(ifma() && b < MAX_MODULUS_52 && out.len().is_multiple_of(8) && out.len() == x.len()) {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
@@ -173,7 +310,7 @@ pub fn sub_mul_const(out: &mut [u64], x: &[u64], c: u64, cs: u64, b: u64) -> boo
 /// source limbs of length n (n a multiple of 8, out of length n).
 pub fn dot(out: &mut [u64], y: &[u64], n: usize, terms: &[Term], b: u64) -> bool {
     let fits = terms.iter().all(|t| (t.src + 1) * n <= y.len());
-    if !(ifma() && b < MAX_MODULUS_52 && n % 8 == 0 && out.len() == n && fits) {
+    if !(ifma() && b < MAX_MODULUS_52 && n.is_multiple_of(8) && out.len() == n && fits) {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
@@ -200,8 +337,12 @@ mod tests {
         for bits in [30u32, 40, 49] {
             let b = ntt_primes(bits, 1 << 10, 1, &[]).unwrap()[0];
             let m = Modulus::new(b);
-            let x: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9E3779B97F4A7C15) % b).collect();
-            let o0: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x2545F4914F6CDD1D) % b).collect();
+            let x: Vec<u64> = (0..n as u64)
+                .map(|i| i.wrapping_mul(0x9E3779B97F4A7C15) % b)
+                .collect();
+            let o0: Vec<u64> = (0..n as u64)
+                .map(|i| i.wrapping_mul(0x2545F4914F6CDD1D) % b)
+                .collect();
             let c = b / 3 + 7;
             let mut out = vec![0; n];
             assert!(mul_const(&mut out, &x, c, shoup52(c, b), b));
@@ -213,19 +354,86 @@ mod tests {
             }
             // dot with a 60-bit source split into halves
             let big = ntt_primes(60, 1 << 10, 1, &[]).unwrap()[0];
-            let y: Vec<u64> = x.iter().copied().chain(o0.iter().map(|&v| ((v as u128 * 1000) % big as u128) as u64)).collect();
+            let y: Vec<u64> = x
+                .iter()
+                .copied()
+                .chain(
+                    o0.iter()
+                        .map(|&v| ((v as u128 * 1000) % big as u128) as u64),
+                )
+                .collect();
             let (c1, c2) = (b - 5, 12345 % b);
             let c2h = m.mul(c2, m.reduce_u128(1u128 << 52));
             let terms = [
-                Term { src: 0, high: false, c: c1, cs: shoup52(c1, b) },
-                Term { src: 1, high: false, c: c2, cs: shoup52(c2, b) },
-                Term { src: 1, high: true, c: c2h, cs: shoup52(c2h, b) },
+                Term {
+                    src: 0,
+                    high: false,
+                    c: c1,
+                    cs: shoup52(c1, b),
+                },
+                Term {
+                    src: 1,
+                    high: false,
+                    c: c2,
+                    cs: shoup52(c2, b),
+                },
+                Term {
+                    src: 1,
+                    high: true,
+                    c: c2h,
+                    cs: shoup52(c2h, b),
+                },
             ];
             let mut out = vec![0; n];
             assert!(dot(&mut out, &y, n, &terms, b));
             for i in 0..n {
                 let want = m.add(m.mul(x[i], c1), m.mul(m.reduce_u64(y[n + i]), c2));
                 assert_eq!(out[i], want);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod add_tests {
+    use super::*;
+    use crate::math::modulus::Modulus;
+
+    #[test]
+    fn additive_kernels_match_scalar() {
+        if !avx512() {
+            return;
+        }
+        for (ql, qi) in [
+            (1099511480321u64, 1099510824961u64),
+            (1152921504606584833, 1152921504598720513),
+        ] {
+            let m = Modulus::new(qi);
+            let n = 64;
+            let a: Vec<u64> = (0..n as u64)
+                .map(|i| i.wrapping_mul(0x9E3779B97F4A7C15) % qi)
+                .collect();
+            let b: Vec<u64> = (0..n as u64)
+                .map(|i| i.wrapping_mul(0x2545F4914F6CDD1D) % qi)
+                .collect();
+            let mut o = vec![0; n];
+            assert!(add_into(&mut o, &a, &b, qi));
+            assert!((0..n).all(|i| o[i] == m.add(a[i], b[i])));
+            let mut s = a.clone();
+            assert!(sub_assign(&mut s, &b, qi));
+            assert!((0..n).all(|i| s[i] == m.sub(a[i], b[i])));
+            let x: Vec<u64> = (0..n as u64)
+                .map(|i| i.wrapping_mul(0x1234567) % ql)
+                .collect();
+            let h = ql / 2;
+            assert!(center_lift(&mut o, &x, h, ql, qi, m.reduce_u64(h)));
+            for i in 0..n {
+                let c = if x[i] > h {
+                    x[i] as i128 - ql as i128
+                } else {
+                    x[i] as i128
+                };
+                assert_eq!(o[i], m.from_i128(c));
             }
         }
     }
