@@ -72,12 +72,18 @@ fn concrete_shape(vi: &ValueInfoProto) -> Vec<usize> {
         .collect()
 }
 
-fn tract_run(path: &Path, inputs: &[Tensor]) -> Vec<Tensor> {
+/// Runs tract; `ints[i]` marks INT64 inputs.
+fn tract_run(path: &Path, inputs: &[Tensor], ints: &[bool]) -> Vec<Tensor> {
     let mut model = tract_onnx::onnx()
         .model_for_path(path)
         .expect("tract loads the model");
     for (i, t) in inputs.iter().enumerate() {
-        let fact = InferenceFact::dt_shape(f32::datum_type(), t.shape());
+        let dt = if ints[i] {
+            i64::datum_type()
+        } else {
+            f32::datum_type()
+        };
+        let fact = InferenceFact::dt_shape(dt, t.shape());
         model = model.with_input_fact(i, fact).expect("input fact");
     }
     let plan = model
@@ -87,11 +93,16 @@ fn tract_run(path: &Path, inputs: &[Tensor]) -> Vec<Tensor> {
         .expect("runnable");
     let ins: TVec<TValue> = inputs
         .iter()
-        .map(|t| {
-            let d: Vec<f32> = t.data().iter().map(|&x| x as f32).collect();
-            tract_onnx::prelude::Tensor::from_shape(t.shape(), &d)
-                .expect("tensor")
-                .into_tvalue()
+        .zip(ints)
+        .map(|(t, &int)| {
+            let tt = if int {
+                let d: Vec<i64> = t.data().iter().map(|&x| x as i64).collect();
+                tract_onnx::prelude::Tensor::from_shape(t.shape(), &d)
+            } else {
+                let d: Vec<f32> = t.data().iter().map(|&x| x as f32).collect();
+                tract_onnx::prelude::Tensor::from_shape(t.shape(), &d)
+            };
+            tt.expect("tensor").into_tvalue()
         })
         .collect();
     let outs = plan.run(ins).expect("tract runs");
@@ -168,19 +179,36 @@ fn rel_err(got: &Tensor, want: &Tensor) -> f64 {
 }
 
 /// Compares us with tract on random inputs; returns the worst relative error.
+fn is_int64(vi: &ValueInfoProto) -> bool {
+    matches!(vi.r#type.as_ref().and_then(|t| t.value.as_ref()),
+        Some(type_proto::Value::TensorType(t)) if t.elem_type == 7)
+}
+
+/// Compares us with tract on random inputs; returns the worst relative error.
 fn check_model(path: &Path, seed: u64) -> f64 {
+    check_model_with(path, seed, &HashMap::new())
+}
+
+/// Like `check_model`, with given values for some inputs (e.g. shape operands).
+fn check_model_with(path: &Path, seed: u64, fixed: &HashMap<String, Tensor>) -> f64 {
     let m = load_model(path).unwrap_or_else(|e| panic!("{e}"));
     let mut rng = Rng(seed);
-    let inputs: Vec<(String, Tensor)> = real_inputs(&m)
+    let vis = real_inputs(&m);
+    let ints: Vec<bool> = vis.iter().map(is_int64).collect();
+    let inputs: Vec<(String, Tensor)> = vis
         .iter()
-        .map(|vi| (vi.name.clone(), rng.tensor(&concrete_shape(vi))))
+        .map(|vi| {
+            let t = fixed.get(&vi.name).cloned();
+            (
+                vi.name.clone(),
+                t.unwrap_or_else(|| rng.tensor(&concrete_shape(vi))),
+            )
+        })
         .collect();
     let values: HashMap<String, Tensor> = inputs.iter().cloned().collect();
     let got = ours(&m, path.parent().unwrap(), &values);
-    let want = tract_run(
-        path,
-        &inputs.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>(),
-    );
+    let ts: Vec<Tensor> = inputs.iter().map(|(_, t)| t.clone()).collect();
+    let want = tract_run(path, &ts, &ints);
     assert_eq!(got.len(), want.len(), "output counts differ");
     got.iter()
         .zip(&want)
@@ -439,6 +467,62 @@ fn synthetic_models_match_tract() {
         eprintln!("{name}: rel err {e:.2e}");
         assert!(e < 1e-4, "{name}: rel err {e:.2e}");
     }
+    // Weights and shape operands as graph inputs: Conv weight, Pad pads, Slice
+    // starts/ends/axes/steps and Reshape's shape are given by the caller and bound. tract
+    // wants them constant, so it runs the same graph with initializers instead.
+    let mut rng = Rng(99);
+    let (x, w) = (rng.tensor(&[1, 2, 6, 6]), rng.tensor(&[4, 2, 3, 3]));
+    let ints: [(&str, Vec<i64>); 6] = [
+        ("pads", vec![0, 2, 0, 0, 0, 2, 0, 0]),
+        ("starts", vec![0, 5]),
+        ("ends", vec![i64::MAX, i64::MIN]),
+        ("axes", vec![2, -1]),
+        ("steps", vec![2, -2]),
+        ("shape", vec![1, -1]),
+    ];
+    let body = |b: &mut ModelBuilder| {
+        b.node(
+            "Conv",
+            &["x", "w"],
+            &["c"],
+            vec![attr_ints("pads", &[1, 1, 1, 1])],
+        )
+        .node("Pad", &["c", "pads"], &["p"], vec![])
+        .node(
+            "Slice",
+            &["p", "starts", "ends", "axes", "steps"],
+            &["s"],
+            vec![],
+        )
+        .node("Reshape", &["s", "shape"], &["y"], vec![])
+        .output("y");
+    };
+    let mut as_inputs = ModelBuilder::new(13);
+    as_inputs
+        .input("x", &[1, 2, 6, 6])
+        .input("w", &[4, 2, 3, 3]);
+    let mut as_inits = ModelBuilder::new(13);
+    as_inits.input("x", &[1, 2, 6, 6]).init("w", &w);
+    let mut values: HashMap<String, Tensor> = [("x".to_string(), x.clone()), ("w".to_string(), w)]
+        .into_iter()
+        .collect();
+    for (name, v) in &ints {
+        as_inputs.input_i64(name, &[v.len() as i64]);
+        as_inits.init_i64(name, &[v.len() as i64], v);
+        let f: Vec<f64> = v.iter().map(|&i| i as f64).collect();
+        values.insert(name.to_string(), Tensor::vector(f));
+    }
+    body(&mut as_inputs);
+    body(&mut as_inits);
+    let p = dir.join("operand_inits.onnx");
+    std::fs::write(&p, as_inits.encode()).unwrap();
+    let got = ours(&as_inputs.build(), &dir, &values);
+    let want = tract_run(&p, &[x], &[false]);
+    assert_eq!(got[0].shape(), &[1, 72]);
+    let e = rel_err(&got[0], &want[0]);
+    eprintln!("operand_inputs: rel err {e:.2e}");
+    assert!(e < 1e-4, "operand_inputs: rel err {e:.2e}");
+
     // The polynomial trees were matched.
     let m = load_model(&dir.join("mlp_poly.onnx")).unwrap();
     let imp = import_model(&m, None, &ImportOptions::default()).unwrap();

@@ -71,6 +71,19 @@ impl ModelBuilder {
         self
     }
 
+    /// An INT64 graph input with fixed dims (e.g. a shape operand).
+    pub fn input_i64(&mut self, name: &str, dims: &[i64]) -> &mut Self {
+        let d: Vec<Option<i64>> = dims.iter().map(|&x| Some(x)).collect();
+        let mut vi = value_info(name, Some(&d));
+        if let Some(type_proto::Value::TensorType(t)) =
+            vi.r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
+            t.elem_type = DataType::Int64 as i32;
+        }
+        self.graph.input.push(vi);
+        self
+    }
+
     /// A FLOAT initializer.
     pub fn init(&mut self, name: &str, t: &Tensor) -> &mut Self {
         self.graph.initializer.push(to_proto(t, name));
