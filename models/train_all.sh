@@ -12,7 +12,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 py="$here/.venv/bin/python"
 CKPT_ROOT="${CKPT_ROOT:-$HOME/.cache/fhec/train}"
-EPOCHS="${EPOCHS:-20}"
+EPOCHS="${EPOCHS:-15}"
 LR="${LR:-0.01}"
 # The reference recipe uses zeta = 1e-3 over 185 epochs from scratch; these runs only
 # fine-tune for $EPOCHS epochs, and a short trial (60 steps from the ReLU weights) showed
