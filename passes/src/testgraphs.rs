@@ -77,7 +77,7 @@ impl<'a> Net<'a> {
         let n = self.name(op.kind());
         self.g.add_node(n, op, x).unwrap()
     }
-    fn cbp(&mut self, x: NodeId, c: usize, stride: usize) -> NodeId {
+    pub fn cbp(&mut self, x: NodeId, c: usize, stride: usize) -> NodeId {
         let h = self.conv(x, c, 3, stride, false);
         let h = self.bn(h);
         self.poly(h)
