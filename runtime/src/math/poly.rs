@@ -139,19 +139,16 @@ impl RnsPoly {
     pub fn add(&self, other: &RnsPoly, tables: &[&NttTable]) -> RnsPoly {
         debug_assert_eq!(self.ntt, other.ntt);
         let n = self.n;
-        let mut data = vec![0u64; n * tables.len()];
-        for (((o, a), b), t) in data
-            .chunks_exact_mut(n)
-            .zip(self.limbs_iter())
-            .zip(other.limbs_iter())
-            .zip(tables)
-        {
-            let m = t.modulus();
-            if simd::add_into(o, a, b, m.value()) {
-                continue;
-            }
-            for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
-                *o = m.add(x, y);
+        let limbs = tables.len().min(self.limbs()).min(other.limbs());
+        let mut data: Vec<u64> = Vec::with_capacity(n * limbs);
+        for (i, t) in tables.iter().enumerate().take(limbs) {
+            let (a, b, m) = (self.limb(i), other.limb(i), t.modulus());
+            let start = data.len();
+            if simd::add_into(&mut data.spare_capacity_mut()[..n], a, b, m.value()) {
+                // SAFETY: add_into initialised the n words after `start`.
+                unsafe { data.set_len(start + n) };
+            } else {
+                data.extend(a.iter().zip(b).map(|(&x, &y)| m.add(x, y)));
             }
         }
         RnsPoly {

@@ -87,19 +87,16 @@ mod imp {
         }
     }
 
+    /// Writes a + b mod q to `out` (a.len() == b.len() words, possibly uninitialised).
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn add_into(out: &mut [u64], a: &[u64], b: &[u64], q: u64) {
+    pub unsafe fn add_into(out: *mut u64, a: &[u64], b: &[u64], q: u64) {
         let vq = _mm512_set1_epi64(q as i64);
-        for ((o, x), y) in out
-            .chunks_exact_mut(8)
-            .zip(a.chunks_exact(8))
-            .zip(b.chunks_exact(8))
-        {
+        for (k, (x, y)) in a.chunks_exact(8).zip(b.chunks_exact(8)).enumerate() {
             let x = _mm512_loadu_si512(x.as_ptr() as *const _);
             let y = _mm512_loadu_si512(y.as_ptr() as *const _);
             let s = _mm512_add_epi64(x, y);
             let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vq));
-            _mm512_storeu_si512(o.as_mut_ptr() as *mut _, s);
+            _mm512_storeu_si512(out.add(8 * k) as *mut _, s);
         }
     }
 
@@ -228,15 +225,17 @@ fn lanes_ok(len: usize, q: u64) -> bool {
     avx512() && len.is_multiple_of(8) && q < 1 << 62
 }
 
-/// out = a + b mod q (reduced inputs). Returns false when the kernel cannot run.
-pub fn add_into(out: &mut [u64], a: &[u64], b: &[u64], q: u64) -> bool {
+/// out = a + b mod q (reduced inputs), writing every element of `out` (which may be
+/// uninitialised). Returns false, writing nothing, when the kernel cannot run.
+pub fn add_into(out: &mut [std::mem::MaybeUninit<u64>], a: &[u64], b: &[u64], q: u64) -> bool {
     if !(lanes_ok(out.len(), q) && a.len() == out.len() && b.len() == out.len()) {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: avx512f checked; equal lengths, multiples of 8.
+    // SAFETY: avx512f checked; `out` holds a.len() == b.len() words (a multiple of 8), and
+    // raw stores into MaybeUninit memory are allowed.
     unsafe {
-        imp::add_into(out, a, b, q)
+        imp::add_into(out.as_mut_ptr() as *mut u64, a, b, q)
     };
     true
 }
@@ -417,8 +416,11 @@ mod add_tests {
                 .map(|i| i.wrapping_mul(0x2545F4914F6CDD1D) % qi)
                 .collect();
             let mut o = vec![0; n];
-            assert!(add_into(&mut o, &a, &b, qi));
-            assert!((0..n).all(|i| o[i] == m.add(a[i], b[i])));
+            let mut u = vec![std::mem::MaybeUninit::<u64>::uninit(); n];
+            assert!(add_into(&mut u, &a, &b, qi));
+            // SAFETY: add_into wrote all n elements.
+            let sum: Vec<u64> = u.iter().map(|x| unsafe { x.assume_init() }).collect();
+            assert!((0..n).all(|i| sum[i] == m.add(a[i], b[i])));
             let mut s = a.clone();
             assert!(sub_assign(&mut s, &b, qi));
             assert!((0..n).all(|i| s[i] == m.sub(a[i], b[i])));
