@@ -1,0 +1,150 @@
+//! The program container: parameters, masks, input and output layouts, instructions, and
+//! (de)serialisation through the checksummed, versioned file container.
+
+use crate::ckks::params::Params;
+use crate::codec::container::{decode, encode, FileKind, Header};
+use crate::error::{Error, Result};
+use crate::program::instr::{Instr, Reg};
+use serde::{Deserialize, Serialize};
+
+/// A 0/1 slot pattern, stored as sorted half-open ranges of ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotMask {
+    pub ranges: Vec<(u32, u32)>,
+}
+
+impl SlotMask {
+    /// The mask as slot values (length `slots`).
+    pub fn to_values(&self, slots: usize) -> Vec<f64> {
+        let mut v = vec![0.0; slots];
+        for &(a, b) in &self.ranges {
+            for x in v.iter_mut().take((b as usize).min(slots)).skip(a as usize) {
+                *x = 1.0;
+            }
+        }
+        v
+    }
+
+    /// The mask with ones at the given slots.
+    pub fn from_slots(mut slots: Vec<u32>) -> Self {
+        slots.sort_unstable();
+        slots.dedup();
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        for s in slots {
+            match ranges.last_mut() {
+                Some(r) if r.1 == s => r.1 = s + 1,
+                _ => ranges.push((s, s + 1)),
+            }
+        }
+        SlotMask { ranges }
+    }
+}
+
+/// How the client packs its input tensor: value `index` of the flattened tensor goes to
+/// slot `slot` of input ciphertext `ct` (registers 0..cts), at `scale` and `level`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputLayout {
+    pub shape: Vec<usize>,
+    pub cts: u32,
+    /// (tensor index, ciphertext, slot)
+    pub placement: Vec<(u32, u32, u32)>,
+    pub scale: f64,
+    pub level: u32,
+}
+
+/// Where each value of the output tensor sits: (tensor index, register, slot).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputLayout {
+    pub shape: Vec<usize>,
+    pub placement: Vec<(u32, Reg, u32)>,
+}
+
+/// A compiled program.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    pub params: Params,
+    pub masks: Vec<SlotMask>,
+    pub input: InputLayout,
+    pub output: OutputLayout,
+    pub registers: u32,
+    pub instrs: Vec<Instr>,
+    /// Human-readable origin of each instruction (layer name), same length as `instrs`.
+    pub origins: Vec<String>,
+}
+
+impl Program {
+    /// Structural checks: registers in range, masks exist, layouts in the slot range.
+    pub fn validate(&self) -> Result<()> {
+        self.params.validate()?;
+        let bad = |m: String| Err(Error::Corrupt(format!("program: {m}")));
+        let slots = self.params.slots() as u32;
+        if self.origins.len() != self.instrs.len() {
+            return bad("origins and instructions differ in length".into());
+        }
+        if self.input.cts > self.registers {
+            return bad("more input ciphertexts than registers".into());
+        }
+        if self.input.level as usize > self.params.max_level() {
+            return bad("input level above the top level".into());
+        }
+        let total: usize = self.input.shape.iter().product();
+        for &(idx, ct, slot) in &self.input.placement {
+            if idx as usize >= total || ct >= self.input.cts || slot >= slots {
+                return bad("input placement out of range".into());
+            }
+        }
+        let total: usize = self.output.shape.iter().product();
+        for &(idx, reg, slot) in &self.output.placement {
+            if idx as usize >= total || reg >= self.registers || slot >= slots {
+                return bad("output placement out of range".into());
+            }
+        }
+        for m in &self.masks {
+            if m.ranges.iter().any(|&(a, b)| a >= b || b > slots) {
+                return bad("mask range out of the slot range".into());
+            }
+        }
+        for (k, ins) in self.instrs.iter().enumerate() {
+            let regs = ins.reads().into_iter().chain(ins.writes());
+            if regs.into_iter().any(|r| r >= self.registers) {
+                return bad(format!("instruction {k} names a register out of range"));
+            }
+            if let Instr::Linear(l) = ins {
+                let want = l.srcs.len() * l.dsts.len() * l.steps.len();
+                if l.masks.len() != l.steps.len() || l.weights.len() != want {
+                    return bad(format!("instruction {k}: Linear has inconsistent sizes"));
+                }
+                let nm = self.masks.len() as u32;
+                if l.masks.iter().flatten().chain(&l.bias_mask).any(|&m| m >= nm) {
+                    return bad(format!("instruction {k}: unknown mask"));
+                }
+                if l.bias.as_ref().is_some_and(|b| b.len() != l.dsts.len()) {
+                    return bad(format!("instruction {k}: bias length"));
+                }
+                if !(l.weight_scale.is_finite() && l.weight_scale >= 1.0) {
+                    return bad(format!("instruction {k}: weight scale"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let h = Header {
+            kind: FileKind::Program,
+            key_set: [0; 16],
+            params_id: self.params.id(),
+        };
+        encode(&h, self)
+    }
+
+    /// Loads and validates a program (version, checksum, structure, security).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let (h, p): (_, Program) = decode(bytes, FileKind::Program)?;
+        if h.params_id != p.params.id() {
+            return Err(Error::Corrupt("program header and parameters disagree".into()));
+        }
+        p.validate()?;
+        Ok(p)
+    }
+}

@@ -1,0 +1,111 @@
+//! The instruction set of `.fheprog`. Instructions name ciphertext registers; every one of
+//! them is a fixed CKKS operation except [`Linear`], the layout-level building block of
+//! convolutions, pooling and dense layers: a weighted sum of rotated, optionally masked
+//! inputs, evaluated with hoisted rotations and fused multiply-accumulate.
+
+use serde::{Deserialize, Serialize};
+
+/// A ciphertext register.
+pub type Reg = u32;
+
+/// `dst[o] = sum_i sum_t weights[(o * srcs + i) * taps + t] * (mask_t (.) rot(src_i, step_t))`
+/// (+ `bias[o]` on the slots of `bias_mask`), with every product encoded at
+/// `weight_scale`: a tap without a mask multiplies by the integer round(w * weight_scale),
+/// a masked tap by the plaintext w * mask_t encoded at that scale (one per distinct weight
+/// value and mask, cached). Output scale = input scale * weight_scale.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Linear {
+    pub srcs: Vec<Reg>,
+    pub dsts: Vec<Reg>,
+    /// Rotation step of each tap (left rotation; 0 for none).
+    pub steps: Vec<i64>,
+    /// Mask (index into `Program::masks`) of each tap, or none.
+    pub masks: Vec<Option<u32>>,
+    pub weights: Vec<f64>,
+    pub weight_scale: f64,
+    pub bias: Option<Vec<f64>>,
+    pub bias_mask: Option<u32>,
+}
+
+/// One step of a program.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Instr {
+    Linear(Linear),
+    /// dst = a + b (levels and scales must match).
+    Add { dst: Reg, a: Reg, b: Reg },
+    /// r = r * r, relinearised.
+    Square { reg: Reg },
+    /// dst = src * src relinearised, keeping src.
+    SquareInto { dst: Reg, src: Reg },
+    /// r = r * round(value * scale); the scale is multiplied by `scale`.
+    MulConst { reg: Reg, value: f64, scale: f64 },
+    /// r = r * k (integer, scale unchanged).
+    MulInt { reg: Reg, k: i64 },
+    /// r = r + value on every slot.
+    AddConst { reg: Reg, value: f64 },
+    /// r = r rescaled by its last prime.
+    Rescale { reg: Reg },
+    /// r = r with primes dropped down to `level`.
+    DropTo { reg: Reg, level: u32 },
+    /// dst = rot(src, steps).
+    Rotate { dst: Reg, src: Reg, steps: i64 },
+    /// dst = src.
+    Copy { dst: Reg, src: Reg },
+    /// Frees a register (streaming: memory is the live registers only).
+    Free { reg: Reg },
+}
+
+impl Instr {
+    /// Registers read by the instruction.
+    pub fn reads(&self) -> Vec<Reg> {
+        match self {
+            Instr::Linear(l) => l.srcs.clone(),
+            Instr::Add { a, b, .. } => vec![*a, *b],
+            Instr::Square { reg }
+            | Instr::MulConst { reg, .. }
+            | Instr::MulInt { reg, .. }
+            | Instr::AddConst { reg, .. }
+            | Instr::Rescale { reg }
+            | Instr::DropTo { reg, .. } => vec![*reg],
+            Instr::SquareInto { src, .. } | Instr::Rotate { src, .. } | Instr::Copy { src, .. } => {
+                vec![*src]
+            }
+            Instr::Free { .. } => vec![],
+        }
+    }
+
+    /// Registers written by the instruction.
+    pub fn writes(&self) -> Vec<Reg> {
+        match self {
+            Instr::Linear(l) => l.dsts.clone(),
+            Instr::Add { dst, .. }
+            | Instr::SquareInto { dst, .. }
+            | Instr::Rotate { dst, .. }
+            | Instr::Copy { dst, .. } => vec![*dst],
+            Instr::Square { reg }
+            | Instr::MulConst { reg, .. }
+            | Instr::MulInt { reg, .. }
+            | Instr::AddConst { reg, .. }
+            | Instr::Rescale { reg }
+            | Instr::DropTo { reg, .. } => vec![*reg],
+            Instr::Free { .. } => vec![],
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Instr::Linear(_) => "Linear",
+            Instr::Add { .. } => "Add",
+            Instr::Square { .. } => "Square",
+            Instr::SquareInto { .. } => "SquareInto",
+            Instr::MulConst { .. } => "MulConst",
+            Instr::MulInt { .. } => "MulInt",
+            Instr::AddConst { .. } => "AddConst",
+            Instr::Rescale { .. } => "Rescale",
+            Instr::DropTo { .. } => "DropTo",
+            Instr::Rotate { .. } => "Rotate",
+            Instr::Copy { .. } => "Copy",
+            Instr::Free { .. } => "Free",
+        }
+    }
+}

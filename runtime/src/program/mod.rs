@@ -1,0 +1,17 @@
+//! The `.fheprog` program: a parameter set, the client's input packing, an instruction
+//! list over ciphertext registers, and where each output value sits; its key
+//! requirements (derived from the instructions, never written by hand); and the executor
+//! that runs it on the server with evaluation keys only.
+
+pub mod executor;
+pub mod format;
+pub mod instr;
+pub mod requirements;
+
+pub use executor::Executor;
+pub use format::{InputLayout, OutputLayout, Program, SlotMask};
+pub use instr::{Instr, Linear, Reg};
+pub use requirements::KeyRequirements;
+
+#[cfg(test)]
+mod tests;
