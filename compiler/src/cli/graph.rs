@@ -6,6 +6,7 @@ use anyhow::Context;
 use std::collections::HashMap;
 
 use compiler::onnx::{graph_inputs, import_model, load_model, tensor, ImportOptions};
+use passes::ir::Op;
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -49,7 +50,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             .iter()
             .map(|&id| {
                 let n = g.node(id);
-                json!({"op": n.op.kind(), "name": n.name, "shape": n.shape, "params": n.op.param_count()})
+                let mut row = json!({"op": n.op.kind(), "name": n.name, "shape": n.shape, "params": n.op.param_count()});
+                if let Op::Poly(p) = &n.op {
+                    row["coefficients"] = json!(p.coefficients());
+                }
+                row
             })
             .collect();
         let out = json!({
