@@ -9,6 +9,7 @@ pub mod ckks;
 pub mod codec;
 pub mod error;
 pub mod math;
+pub mod program;
 pub mod sys;
 
 pub use error::{Error, Result};

@@ -175,6 +175,26 @@ mod imp {
     }
 
     #[target_feature(enable = "avx512f,avx512ifma")]
+    pub unsafe fn mac(acc: &mut [u64], srcs: &[&[u64]], consts: &[(u64, u64)], b: u64) {
+        let vb = _mm512_set1_epi64(b as i64);
+        let cv: Vec<(__m512i, __m512i)> = consts
+            .iter()
+            .map(|&(c, cs)| (_mm512_set1_epi64(c as i64), _mm512_set1_epi64(cs as i64)))
+            .collect();
+        let mut start = 0;
+        while start < acc.len() {
+            let mut a = _mm512_loadu_si512(acc.as_ptr().add(start) as *const _);
+            for (src, &(c, cs)) in srcs.iter().zip(&cv) {
+                let v = _mm512_loadu_si512(src.as_ptr().add(start) as *const _);
+                a = _mm512_add_epi64(a, shoup_mul(v, c, cs, vb));
+                a = _mm512_min_epu64(a, _mm512_sub_epi64(a, vb));
+            }
+            _mm512_storeu_si512(acc.as_mut_ptr().add(start) as *mut _, a);
+            start += 8;
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512ifma")]
     pub unsafe fn dot(out: &mut [u64], y: &[u64], n: usize, terms: &[Term], b: u64) {
         let vb = _mm512_set1_epi64(b as i64);
         let m52 = _mm512_set1_epi64(M52 as i64);
@@ -288,6 +308,21 @@ pub fn mul_const_assign(a: &mut [u64], c: u64, cs: u64, b: u64) -> bool {
     // SAFETY: as in `mul_const`.
     unsafe {
         imp::mul_const_assign(a, c, cs, b)
+    };
+    true
+}
+
+/// acc += sum_t consts_t.0 * srcs_t mod b (fused multiply-accumulate of integer
+/// scalars; consts_t.1 = shoup52(consts_t.0, b)); every slice of acc's length.
+pub fn mac(acc: &mut [u64], srcs: &[&[u64]], consts: &[(u64, u64)], b: u64) -> bool {
+    let ok = srcs.len() == consts.len() && srcs.iter().all(|s| s.len() == acc.len());
+    if !(ifma() && b < MAX_MODULUS_52 && acc.len().is_multiple_of(8) && ok) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: CPU features checked; all slices have acc's length, a multiple of 8.
+    unsafe {
+        imp::mac(acc, srcs, consts, b)
     };
     true
 }

@@ -115,7 +115,12 @@ impl Program {
                     return bad(format!("instruction {k}: Linear has inconsistent sizes"));
                 }
                 let nm = self.masks.len() as u32;
-                if l.masks.iter().flatten().chain(&l.bias_mask).any(|&m| m >= nm) {
+                if l.masks
+                    .iter()
+                    .flatten()
+                    .chain(&l.bias_mask)
+                    .any(|&m| m >= nm)
+                {
                     return bad(format!("instruction {k}: unknown mask"));
                 }
                 if l.bias.as_ref().is_some_and(|b| b.len() != l.dsts.len()) {
@@ -142,7 +147,9 @@ impl Program {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let (h, p): (_, Program) = decode(bytes, FileKind::Program)?;
         if h.params_id != p.params.id() {
-            return Err(Error::Corrupt("program header and parameters disagree".into()));
+            return Err(Error::Corrupt(
+                "program header and parameters disagree".into(),
+            ));
         }
         p.validate()?;
         Ok(p)

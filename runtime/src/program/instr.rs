@@ -32,27 +32,60 @@ pub struct Linear {
 pub enum Instr {
     Linear(Linear),
     /// dst = a + b (levels and scales must match).
-    Add { dst: Reg, a: Reg, b: Reg },
+    Add {
+        dst: Reg,
+        a: Reg,
+        b: Reg,
+    },
     /// r = r * r, relinearised.
-    Square { reg: Reg },
+    Square {
+        reg: Reg,
+    },
     /// dst = src * src relinearised, keeping src.
-    SquareInto { dst: Reg, src: Reg },
+    SquareInto {
+        dst: Reg,
+        src: Reg,
+    },
     /// r = r * round(value * scale); the scale is multiplied by `scale`.
-    MulConst { reg: Reg, value: f64, scale: f64 },
+    MulConst {
+        reg: Reg,
+        value: f64,
+        scale: f64,
+    },
     /// r = r * k (integer, scale unchanged).
-    MulInt { reg: Reg, k: i64 },
+    MulInt {
+        reg: Reg,
+        k: i64,
+    },
     /// r = r + value on every slot.
-    AddConst { reg: Reg, value: f64 },
+    AddConst {
+        reg: Reg,
+        value: f64,
+    },
     /// r = r rescaled by its last prime.
-    Rescale { reg: Reg },
+    Rescale {
+        reg: Reg,
+    },
     /// r = r with primes dropped down to `level`.
-    DropTo { reg: Reg, level: u32 },
+    DropTo {
+        reg: Reg,
+        level: u32,
+    },
     /// dst = rot(src, steps).
-    Rotate { dst: Reg, src: Reg, steps: i64 },
+    Rotate {
+        dst: Reg,
+        src: Reg,
+        steps: i64,
+    },
     /// dst = src.
-    Copy { dst: Reg, src: Reg },
+    Copy {
+        dst: Reg,
+        src: Reg,
+    },
     /// Frees a register (streaming: memory is the live registers only).
-    Free { reg: Reg },
+    Free {
+        reg: Reg,
+    },
 }
 
 impl Instr {

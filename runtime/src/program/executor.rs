@@ -1,0 +1,324 @@
+//! Runs a [`Program`] on encrypted inputs with evaluation keys only (the server side).
+//!
+//! Before anything runs, the key bundle is checked against the parameters and against the
+//! program's derived [`KeyRequirements`]. `Linear` streams its inputs: for each input it
+//! computes all rotations from one hoisted decomposition, adds their contributions to
+//! every output (in parallel over outputs) with a fused, lazily reduced multiply-
+//! accumulate of integer weights, and drops them, so memory is the outputs plus one
+//! input's rotations.
+
+use crate::ckks::context::Context;
+use crate::ckks::encoder::Encoder;
+use crate::ckks::evaluator::Evaluator;
+use crate::ckks::keys::EvalKeys;
+use crate::ckks::plaintext::{Ciphertext, Plaintext};
+use crate::error::{Error, Result};
+use crate::math::poly::RnsPoly;
+use crate::math::simd;
+use crate::program::format::Program;
+use crate::program::instr::{Instr, Linear, Reg};
+use crate::program::requirements::KeyRequirements;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+
+/// A program bound to its context and evaluation keys.
+pub struct Executor<'a> {
+    ctx: &'a Context,
+    program: &'a Program,
+    keys: &'a EvalKeys,
+}
+
+impl<'a> Executor<'a> {
+    /// Checks parameters and keys before anything runs.
+    pub fn new(ctx: &'a Context, program: &'a Program, keys: &'a EvalKeys) -> Result<Self> {
+        if ctx.params() != &program.params {
+            return Err(Error::InvalidParams(
+                "the context was built for other parameters than the program's".into(),
+            ));
+        }
+        if keys.params_id != program.params.id() {
+            return Err(Error::KeySetMismatch(
+                "the evaluation keys were generated for another program's parameters".into(),
+            ));
+        }
+        KeyRequirements::of(program)?.check(ctx, keys)?;
+        Ok(Executor { ctx, program, keys })
+    }
+
+    /// Runs the program; `progress(done, total, layer)` is called after each instruction.
+    /// Returns the ciphertexts of the registers the output layout reads.
+    pub fn run(
+        &self,
+        inputs: Vec<Ciphertext>,
+        mut progress: impl FnMut(usize, usize, &str),
+    ) -> Result<BTreeMap<Reg, Ciphertext>> {
+        let p = self.program;
+        if inputs.len() != p.input.cts as usize {
+            return Err(Error::LevelMismatch(format!(
+                "the program takes {} input ciphertexts, {} given",
+                p.input.cts,
+                inputs.len()
+            )));
+        }
+        for ct in &inputs {
+            if ct.key_set != self.keys.key_set {
+                return Err(Error::KeySetMismatch(
+                    "the input was encrypted under another key set than the evaluation keys".into(),
+                ));
+            }
+            if ct.level() != p.input.level as usize || ct.degree() != 1 {
+                return Err(Error::LevelMismatch(format!(
+                    "input ciphertext at level {} (degree {}), the program expects level {}",
+                    ct.level(),
+                    ct.degree(),
+                    p.input.level
+                )));
+            }
+        }
+        let ev = Evaluator::with_keys(self.ctx, self.keys)?;
+        let mut regs: Vec<Option<Ciphertext>> = vec![None; p.registers as usize];
+        for (r, ct) in inputs.into_iter().enumerate() {
+            regs[r] = Some(ct);
+        }
+        let total = p.instrs.len();
+        for (k, ins) in p.instrs.iter().enumerate() {
+            let origin = &p.origins[k];
+            self.step(&ev, ins, &mut regs)
+                .map_err(|e| annotate(e, origin))?;
+            progress(k + 1, total, origin);
+        }
+        let mut out = BTreeMap::new();
+        for &(_, reg, _) in &p.output.placement {
+            if let std::collections::btree_map::Entry::Vacant(v) = out.entry(reg) {
+                let ct = regs[reg as usize]
+                    .clone()
+                    .ok_or_else(|| Error::Corrupt(format!("output register {reg} is empty")))?;
+                v.insert(ct);
+            }
+        }
+        Ok(out)
+    }
+
+    fn step(&self, ev: &Evaluator, ins: &Instr, regs: &mut [Option<Ciphertext>]) -> Result<()> {
+        let take = |regs: &mut [Option<Ciphertext>], r: Reg| {
+            regs[r as usize]
+                .take()
+                .ok_or_else(|| Error::Corrupt(format!("register {r} is empty")))
+        };
+        let get = |regs: &'_ [Option<Ciphertext>], r: Reg| -> Result<Ciphertext> {
+            regs[r as usize]
+                .clone()
+                .ok_or_else(|| Error::Corrupt(format!("register {r} is empty")))
+        };
+        match ins {
+            Instr::Linear(l) => self.linear(ev, l, regs)?,
+            Instr::Add { dst, a, b } => {
+                let x = regs[*a as usize].as_ref().ok_or_else(|| empty(*a))?;
+                let y = regs[*b as usize].as_ref().ok_or_else(|| empty(*b))?;
+                let s = ev.add(x, y)?;
+                regs[*dst as usize] = Some(s);
+            }
+            Instr::Square { reg } => {
+                let x = take(regs, *reg)?;
+                regs[*reg as usize] = Some(ev.relinearize(&ev.square(&x)?)?);
+            }
+            Instr::SquareInto { dst, src } => {
+                let x = regs[*src as usize].as_ref().ok_or_else(|| empty(*src))?;
+                let s = ev.relinearize(&ev.square(x)?)?;
+                regs[*dst as usize] = Some(s);
+            }
+            Instr::MulConst { reg, value, scale } => {
+                let mut x = take(regs, *reg)?;
+                ev.mul_const_assign(&mut x, *value, *scale)?;
+                regs[*reg as usize] = Some(x);
+            }
+            Instr::MulInt { reg, k } => {
+                let mut x = take(regs, *reg)?;
+                ev.mul_int_assign(&mut x, *k);
+                regs[*reg as usize] = Some(x);
+            }
+            Instr::AddConst { reg, value } => {
+                let mut x = take(regs, *reg)?;
+                ev.add_const_assign(&mut x, *value)?;
+                regs[*reg as usize] = Some(x);
+            }
+            Instr::Rescale { reg } => {
+                let mut x = take(regs, *reg)?;
+                ev.rescale_assign(&mut x)?;
+                regs[*reg as usize] = Some(x);
+            }
+            Instr::DropTo { reg, level } => {
+                let mut x = take(regs, *reg)?;
+                ev.drop_to_level_assign(&mut x, *level as usize)?;
+                regs[*reg as usize] = Some(x);
+            }
+            Instr::Rotate { dst, src, steps } => {
+                let x = regs[*src as usize].as_ref().ok_or_else(|| empty(*src))?;
+                let r = ev.rotate(x, *steps)?;
+                regs[*dst as usize] = Some(r);
+            }
+            Instr::Copy { dst, src } => regs[*dst as usize] = Some(get(regs, *src)?),
+            Instr::Free { reg } => regs[*reg as usize] = None,
+        }
+        Ok(())
+    }
+
+    fn linear(&self, ev: &Evaluator, l: &Linear, regs: &mut [Option<Ciphertext>]) -> Result<()> {
+        let ctx = self.ctx;
+        let first = regs[l.srcs[0] as usize]
+            .as_ref()
+            .ok_or_else(|| empty(l.srcs[0]))?;
+        let (level, in_scale, key_set) = (first.level(), first.scale, first.key_set);
+        let n = ctx.n();
+        let tables = ctx.q_tables(level);
+        let taps = l.steps.len();
+        let nsrc = l.srcs.len();
+        let enc = Encoder::new(ctx);
+        let slots = ctx.params().slots();
+        // Masked products: one plaintext per distinct (mask, weight), shared by all outputs.
+        let mut plain: HashMap<(u32, u64), Plaintext> = HashMap::new();
+        let mut mask_values: HashMap<u32, Vec<f64>> = HashMap::new();
+        for (t, m) in l.masks.iter().enumerate() {
+            if let Some(m) = m {
+                let mv = mask_values
+                    .entry(*m)
+                    .or_insert_with(|| self.program.masks[*m as usize].to_values(slots))
+                    .clone();
+                for o in 0..l.dsts.len() {
+                    for i in 0..nsrc {
+                        let w = l.weights[(o * nsrc + i) * taps + t];
+                        if w != 0.0 && !plain.contains_key(&(*m, w.to_bits())) {
+                            let v: Vec<f64> = mv.iter().map(|x| x * w).collect();
+                            let pt = enc.encode(&v, l.weight_scale, level)?;
+                            plain.insert((*m, w.to_bits()), pt);
+                        }
+                    }
+                }
+            }
+        }
+        let int_weights: Vec<i64> = l
+            .weights
+            .iter()
+            .map(|w| {
+                let k = (w * l.weight_scale).round();
+                if k.abs() < 2f64.powi(62) {
+                    Ok(k as i64)
+                } else {
+                    Err(Error::OutOfRange(format!(
+                        "weight {w} at scale 2^{:.1} does not fit 62 bits",
+                        l.weight_scale.log2()
+                    )))
+                }
+            })
+            .collect::<Result<_>>()?;
+        let mut acc: Vec<[RnsPoly; 2]> = (0..l.dsts.len())
+            .map(|_| {
+                [
+                    RnsPoly::zero(n, level + 1, true),
+                    RnsPoly::zero(n, level + 1, true),
+                ]
+            })
+            .collect();
+        for (i, &s) in l.srcs.iter().enumerate() {
+            let src = regs[s as usize].as_ref().ok_or_else(|| empty(s))?;
+            if src.level() != level || ((src.scale - in_scale) / in_scale).abs() > 1e-9 {
+                return Err(Error::LevelMismatch(
+                    "Linear inputs differ in level or scale".into(),
+                ));
+            }
+            let nonzero: Vec<i64> = {
+                let mut v: Vec<i64> = l.steps.iter().copied().filter(|&x| x != 0).collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
+            let rotated_list = ev.rotate_hoisted(src, &nonzero)?;
+            let rotated: Vec<&Ciphertext> = l
+                .steps
+                .iter()
+                .map(|st| match nonzero.binary_search(st) {
+                    Ok(k) => &rotated_list[k],
+                    Err(_) => src,
+                })
+                .collect();
+            acc.par_iter_mut().enumerate().for_each(|(o, a)| {
+                let base = (o * nsrc + i) * taps;
+                for (part, a_part) in a.iter_mut().enumerate() {
+                    for (j, t_j) in tables.iter().enumerate() {
+                        let m = t_j.modulus();
+                        let q = m.value();
+                        let mut srcs: Vec<&[u64]> = Vec::with_capacity(taps);
+                        let mut consts: Vec<(u64, u64)> = Vec::with_capacity(taps);
+                        for t in 0..taps {
+                            let k = int_weights[base + t];
+                            if l.masks[t].is_none() && k != 0 {
+                                let c = m.from_i64(k);
+                                srcs.push(rotated[t].parts[part].limb(j));
+                                consts.push((c, simd::shoup52(c, q)));
+                            }
+                        }
+                        let acc_limb = a_part.limb_mut(j);
+                        if !simd::mac(acc_limb, &srcs, &consts, q) {
+                            for (src, &(c, _)) in srcs.iter().zip(&consts) {
+                                let cs = m.shoup(c);
+                                for (x, &y) in acc_limb.iter_mut().zip(src.iter()) {
+                                    *x = m.add(*x, m.mul_shoup(y, c, cs));
+                                }
+                            }
+                        }
+                        for (t, r) in rotated.iter().enumerate() {
+                            if let Some(mk) = l.masks[t] {
+                                let w = l.weights[base + t];
+                                if let Some(pt) = plain.get(&(mk, w.to_bits())) {
+                                    t_j.mul_accumulate(
+                                        acc_limb,
+                                        r.parts[part].limb(j),
+                                        pt.poly.limb(j),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        let out_scale = in_scale * l.weight_scale;
+        for (o, (a, &d)) in acc.into_iter().zip(&l.dsts).enumerate() {
+            let [c0, c1] = a;
+            let mut ct = Ciphertext {
+                parts: vec![c0, c1],
+                scale: out_scale,
+                key_set,
+                seed: None,
+            };
+            if let Some(bias) = &l.bias {
+                match l.bias_mask {
+                    None => ev.add_const_assign(&mut ct, bias[o])?,
+                    Some(mk) => {
+                        let mv = self.program.masks[mk as usize].to_values(slots);
+                        let v: Vec<f64> = mv.iter().map(|x| x * bias[o]).collect();
+                        ev.add_plain_assign(&mut ct, &enc.encode(&v, out_scale, level)?)?;
+                    }
+                }
+            }
+            regs[d as usize] = Some(ct);
+        }
+        Ok(())
+    }
+}
+
+fn empty(r: Reg) -> Error {
+    Error::Corrupt(format!("register {r} is empty"))
+}
+
+fn annotate(e: Error, origin: &str) -> Error {
+    match e {
+        Error::LevelExhausted => Error::LevelMismatch(format!(
+            "level budget exhausted at layer {origin}: no prime left to rescale"
+        )),
+        Error::ScaleMismatch { a, b, log_a, log_b } => Error::LevelMismatch(format!(
+            "layer {origin}: scale mismatch 2^{log_a:.3} vs 2^{log_b:.3} ({a} vs {b})"
+        )),
+        other => other,
+    }
+}

@@ -1,0 +1,203 @@
+//! A hand-built program (a two-channel 1-D convolution with a masked tap and a masked
+//! bias, a square, scalar steps, rescales) executed encrypted and checked against the same
+//! computation in f64; key requirements, level-budget errors and the file round trip.
+
+use super::*;
+use crate::ckks::{Context, Decryptor, Encoder, Encryptor, KeyGenerator, Params};
+use crate::error::Error;
+
+const LEN: usize = 16;
+
+fn program() -> Program {
+    let params = Params::insecure_for_tests(11, &[60, 40, 40, 40], &[60], 4).unwrap();
+    let valid = SlotMask::from_slots((0..LEN as u32).collect());
+    let steps = vec![-1i64, 0, 1];
+    let weights: Vec<f64> = (0..2 * 2 * 3)
+        .map(|k| ((k * 7 % 11) as f64 - 5.0) / 8.0)
+        .collect();
+    let lin = Linear {
+        srcs: vec![0, 1],
+        dsts: vec![2, 3],
+        steps,
+        masks: vec![Some(0), None, Some(0)],
+        weights,
+        weight_scale: 2f64.powi(40),
+        bias: Some(vec![0.25, -0.5]),
+        bias_mask: Some(0),
+    };
+    let instrs = vec![
+        Instr::Linear(lin),
+        Instr::Free { reg: 0 },
+        Instr::Free { reg: 1 },
+        Instr::Rescale { reg: 2 },
+        Instr::Rescale { reg: 3 },
+        Instr::Square { reg: 2 },
+        Instr::Rescale { reg: 2 },
+        Instr::DropTo { reg: 3, level: 1 },
+        Instr::MulConst {
+            reg: 3,
+            value: 1.0,
+            scale: 1.0,
+        },
+        Instr::AddConst { reg: 2, value: 0.5 },
+        Instr::Rotate {
+            dst: 4,
+            src: 3,
+            steps: 2,
+        },
+    ];
+    let origins = vec![
+        "conv",
+        "free",
+        "free",
+        "conv.rescale",
+        "conv.rescale",
+        "act",
+        "act.rescale",
+        "align",
+        "align",
+        "act.c0",
+        "shift",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    let placement = (0..2 * LEN as u32)
+        .map(|k| (k, k / LEN as u32, k % LEN as u32))
+        .collect();
+    Program {
+        params,
+        masks: vec![valid],
+        input: InputLayout {
+            shape: vec![2, LEN],
+            cts: 2,
+            placement,
+            scale: 2f64.powi(40),
+            level: 3,
+        },
+        output: OutputLayout {
+            shape: vec![3, LEN],
+            placement: (0..3 * LEN as u32)
+                .map(|k| (k, [2, 3, 4][(k / LEN as u32) as usize], k % LEN as u32))
+                .collect(),
+        },
+        registers: 5,
+        instrs,
+        origins,
+    }
+}
+
+fn reference(x: &[Vec<f64>], p: &Program) -> Vec<f64> {
+    let Instr::Linear(l) = &p.instrs[0] else {
+        unreachable!()
+    };
+    let get = |v: &Vec<f64>, j: i64| {
+        if (0..LEN as i64).contains(&j) {
+            v[j as usize]
+        } else {
+            0.0
+        }
+    };
+    let mut conv = vec![vec![0.0; LEN]; 2];
+    for (o, out) in conv.iter_mut().enumerate() {
+        for (j, y) in out.iter_mut().enumerate() {
+            for (i, xi) in x.iter().enumerate() {
+                for (t, &s) in l.steps.iter().enumerate() {
+                    *y += l.weights[(o * 2 + i) * 3 + t] * get(xi, j as i64 + s);
+                }
+            }
+            *y += l.bias.as_ref().unwrap()[o];
+        }
+    }
+    let mut out: Vec<f64> = conv[0].iter().map(|v| v * v + 0.5).collect();
+    out.extend(&conv[1]);
+    // rotation by 2 of channel 1: slots 14, 15 pull in zeros from outside the signal
+    out.extend((0..LEN).map(|j| if j + 2 < LEN { conv[1][j + 2] } else { 0.0 }));
+    out
+}
+
+#[test]
+fn program_runs_encrypted_and_matches_f64() {
+    let p = program();
+    p.validate().unwrap();
+    let req = KeyRequirements::of(&p).unwrap();
+    assert_eq!(req.relin_level, Some(2));
+    assert_eq!(req.rotations.len(), 3, "{:?}", req.rotations);
+    let ctx = Context::new(p.params.clone()).unwrap();
+    let mut kg = KeyGenerator::new(&ctx);
+    let sk = kg.secret_key();
+    let keys = kg
+        .eval_keys(&sk, req.relin_level, &req.galois(&ctx))
+        .unwrap();
+    let exec = Executor::new(&ctx, &p, &keys).unwrap();
+
+    let x: Vec<Vec<f64>> = (0..2)
+        .map(|c| {
+            (0..LEN)
+                .map(|j| ((j * 3 + c * 5) as f64 * 0.37).sin())
+                .collect()
+        })
+        .collect();
+    let enc = Encoder::new(&ctx);
+    let mut encryptor = Encryptor::new(&ctx);
+    let inputs = x
+        .iter()
+        .map(|v| {
+            encryptor
+                .encrypt_sk(&enc.encode(v, p.input.scale, 3).unwrap(), &sk)
+                .unwrap()
+        })
+        .collect();
+    let mut steps = 0;
+    let out = exec.run(inputs, |_, _, _| steps += 1).unwrap();
+    assert_eq!(steps, p.instrs.len());
+    let dec = Decryptor::new(&ctx, &sk);
+    let want = reference(&x, &p);
+    for &(idx, reg, slot) in &p.output.placement {
+        let got = dec.decrypt(&out[&reg]).unwrap()[slot as usize];
+        let w = want[idx as usize];
+        assert!((got - w).abs() < 1e-6, "output {idx}: {got} vs {w}");
+    }
+}
+
+#[test]
+fn missing_keys_and_budget_errors_are_named() {
+    let p = program();
+    let ctx = Context::new(p.params.clone()).unwrap();
+    let mut kg = KeyGenerator::new(&ctx);
+    let sk = kg.secret_key();
+    let req = KeyRequirements::of(&p).unwrap();
+    let partial = kg
+        .eval_keys(&sk, req.relin_level, &req.galois(&ctx)[..1])
+        .unwrap();
+    match Executor::new(&ctx, &p, &partial) {
+        Err(Error::MissingKey(m)) => assert!(m.contains("rotation by"), "{m}"),
+        other => panic!("expected MissingKey, got {:?}", other.err()),
+    }
+    let mut deep = p.clone();
+    for _ in 0..3 {
+        deep.instrs.push(Instr::Rescale { reg: 2 });
+        deep.origins.push("too-deep".into());
+    }
+    match KeyRequirements::of(&deep) {
+        Err(Error::LevelMismatch(m)) => assert!(m.contains("too-deep"), "{m}"),
+        other => panic!("expected a budget error, got {other:?}"),
+    }
+}
+
+#[test]
+fn program_file_round_trip_and_corruption() {
+    let p = program();
+    let bytes = p.to_bytes().unwrap();
+    assert_eq!(Program::from_bytes(&bytes).unwrap(), p);
+    assert!(Program::from_bytes(&bytes[..bytes.len() - 3]).is_err());
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 3] ^= 4;
+    assert!(Program::from_bytes(&flipped).is_err());
+    let mut version = bytes.clone();
+    version[5] = 2;
+    assert!(matches!(
+        Program::from_bytes(&version),
+        Err(Error::Version { .. })
+    ));
+}
