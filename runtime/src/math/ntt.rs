@@ -181,3 +181,34 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod composition_tests {
+    use super::*;
+    use crate::math::primes::ntt_primes;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// sigma_a o sigma_b == sigma_(a b): rotation by i then by j is rotation by i + j
+        /// (5^i 5^j = 5^(i+j)), and conjugation is an involution.
+        #[test]
+        fn galois_permutations_compose(i in 0u64..512, j in 0u64..512) {
+            let n = 1024;
+            let q = ntt_primes(40, n, 1, &[]).unwrap()[0];
+            let t = NttTable::new(n, q).unwrap();
+            let exps = t.root_exponents().unwrap();
+            let m = Modulus::new(2 * n as u64);
+            let (ga, gb) = (m.pow(5, i), m.pow(5, j));
+            let pa = galois_permutation(&exps, ga);
+            let pb = galois_permutation(&exps, gb);
+            let pab = galois_permutation(&exps, m.mul(ga, gb));
+            // out = sigma_b(sigma_a(x)): out[k] = sigma_a(x)[pb[k]] = x[pa[pb[k]]]
+            let composed: Vec<u32> = pb.iter().map(|&k| pa[k as usize]).collect();
+            prop_assert_eq!(composed, pab);
+            let conj = galois_permutation(&exps, 2 * n as u64 - 1);
+            let twice: Vec<u32> = conj.iter().map(|&k| conj[k as usize]).collect();
+            prop_assert_eq!(twice, (0..n as u32).collect::<Vec<_>>());
+        }
+    }
+}
