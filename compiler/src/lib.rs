@@ -2,6 +2,7 @@
 
 pub mod image;
 pub mod onnx;
+pub mod pipeline;
 
 /// Re-exported so integration tests and tools use the same ONNX protobuf types.
 pub use prost;

@@ -228,7 +228,10 @@ pub fn run(g: &Graph) -> Result<LevelPlan, PassError> {
                 return Err(PassError::node(
                     g,
                     id,
-                    format!("{} has no leveled-CKKS evaluation (not HE-friendly)", other.kind()),
+                    format!(
+                        "{} has no leveled-CKKS evaluation (not HE-friendly)",
+                        other.kind()
+                    ),
                 ))
             }
         };
@@ -354,7 +357,10 @@ mod tests {
                     let add = g.inputs_of(id)[0];
                     assert!(matches!(g.node(id).op, Op::Poly(_)), "seed {seed}");
                     assert!(matches!(g.node(add).op, Op::Add), "seed {seed}");
-                    assert!(g.inputs_of(add).iter().all(|&i| !matches!(g.node(i).op, Op::Conv(_) | Op::Gemm(_))));
+                    assert!(g
+                        .inputs_of(add)
+                        .iter()
+                        .all(|&i| !matches!(g.node(i).op, Op::Conv(_) | Op::Gemm(_))));
                 }
             }
             assert!(p.primes() >= (p.depth + 1) / 2);

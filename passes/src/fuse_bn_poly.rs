@@ -49,7 +49,11 @@ pub fn run(g: &mut Graph) -> Result<PassReport, PassError> {
         g.set_input(p, 0, src);
         g.remove_node(id);
         let name = g.node(p).name.clone();
-        rep.push(&name, vec![bn_name], "BatchNorm folded into Poly coefficients");
+        rep.push(
+            &name,
+            vec![bn_name],
+            "BatchNorm folded into Poly coefficients",
+        );
     }
     Ok(rep)
 }

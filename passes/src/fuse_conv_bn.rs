@@ -45,7 +45,11 @@ pub fn run(g: &mut Graph) -> Result<PassReport, PassError> {
         conv.bias = Some(Tensor::vector(b));
         bypass(g, id, src);
         let name = g.node(src).name.clone();
-        rep.push(&name, vec![bn_name], "BatchNorm folded into Conv weights and bias");
+        rep.push(
+            &name,
+            vec![bn_name],
+            "BatchNorm folded into Conv weights and bias",
+        );
     }
     Ok(rep)
 }

@@ -34,7 +34,9 @@ pub fn run(g: &mut Graph) -> Result<PassReport, PassError> {
         let bns: Vec<_> = ins
             .iter()
             .filter_map(|&i| match &g.node(i).op {
-                Op::BatchNorm(b) if sole_consumer(g, i) == Some(add) && g.node(i).shape == shape => {
+                Op::BatchNorm(b)
+                    if sole_consumer(g, i) == Some(add) && g.node(i).shape == shape =>
+                {
                     Some(b.affine())
                 }
                 _ => None,
@@ -83,7 +85,11 @@ pub fn run(g: &mut Graph) -> Result<PassReport, PassError> {
             g.remove_node(r);
         }
         let name = g.node(id).name.clone();
-        rep.push(&name, absorbed, "(BN, BN) -> Add -> Poly fused into a bivariate Poly");
+        rep.push(
+            &name,
+            absorbed,
+            "(BN, BN) -> Add -> Poly fused into a bivariate Poly",
+        );
     }
     Ok(rep)
 }

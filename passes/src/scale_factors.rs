@@ -55,7 +55,10 @@ struct Var {
 }
 
 #[derive(Clone, Debug, Default)]
-struct Vars(Vec<Var>);
+struct Vars(Vec<Var>, bool);
+
+/// Factors outside [MIN_FACTOR, 1 / MIN_FACTOR] are refused while solving.
+const MIN_FACTOR: f64 = 1.0 / (1u64 << 40) as f64;
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
@@ -102,6 +105,12 @@ impl Vars {
     }
     fn set(&mut self, a: usize, val: f64, depth: usize) -> Result<(), ()> {
         if depth > 10_000 || !val.is_finite() || val == 0.0 {
+            return Err(());
+        }
+        // While solving constraints, factors far from 1 count as conflicts (a chain whose
+        // factors square at every block drifts doubly exponentially): paying a level there
+        // resets the chain.
+        if self.1 && !(MIN_FACTOR..=1.0 / MIN_FACTOR).contains(&val.abs()) {
             return Err(());
         }
         let mut r = self.find(a);
@@ -338,7 +347,9 @@ impl Solver<'_> {
                 let d = (p.kernel[0] * p.kernel[1]) as f64;
                 let i = inv(self, 0).unwrap();
                 self.sum_pools.push(id);
-                i.iter().map(|&v| self.vars.derived(v, 1.0 / d, 1)).collect()
+                i.iter()
+                    .map(|&v| self.vars.derived(v, 1.0 / d, 1))
+                    .collect()
             }
             Op::GlobalAveragePool if self.opts.pools => {
                 let d: usize = g.node(ins[0]).shape[2..].iter().product();
@@ -451,7 +462,11 @@ fn rescale_const(t: &Tensor, shape: &[usize], f: &[f64]) -> Result<Tensor, PassE
 }
 
 /// Runs the solver and rewrites the graph; pushes changes to `rep`.
-pub fn solve_and_apply(g: &mut Graph, opts: Options, rep: &mut PassReport) -> Result<(), PassError> {
+pub fn solve_and_apply(
+    g: &mut Graph,
+    opts: Options,
+    rep: &mut PassReport,
+) -> Result<(), PassError> {
     let order = g.topo_order()?;
     let mut depth = HashMap::new();
     for &id in &order {
@@ -466,7 +481,7 @@ pub fn solve_and_apply(g: &mut Graph, opts: Options, rep: &mut PassReport) -> Re
         depth,
         g,
         opts,
-        vars: Vars::default(),
+        vars: Vars(vec![], true),
         fac: HashMap::new(),
         sum_pools: vec![],
         monic: vec![],
@@ -495,10 +510,25 @@ pub fn solve_and_apply(g: &mut Graph, opts: Options, rep: &mut PassReport) -> Re
             rep.push_cost(&name, "output factor could not reach 1: constant multiply");
         }
     }
-    // Whatever is still free becomes 1 (in creation order: producers first).
+    // Whatever is still free is fixed in creation order (producers first): to the fixed
+    // point `1/|k|` of a squaring link it feeds (`k v^2 = 1/k`: identity-shortcut chains
+    // with a shared c2 then keep the factor 1/c2 at every block instead of squaring it
+    // away), else to 1.
+    s.vars.1 = false;
     for x in 0..s.vars.0.len() {
         if s.vars.value(x).is_none() {
-            let _ = s.vars.set(x, 1.0, 0);
+            let r = s.vars.find(x);
+            let k = s.vars.0[r]
+                .dependents
+                .iter()
+                .find_map(|&d| match s.vars.0[d].derived {
+                    Some((_, k, 2)) => Some(k),
+                    _ => None,
+                });
+            let v = k.map_or(1.0, |k| 1.0 / k.abs());
+            s.vars
+                .set(x, v, 0)
+                .expect("unconstrained factors can be set");
         }
     }
     let Solver {
@@ -517,7 +547,11 @@ pub fn solve_and_apply(g: &mut Graph, opts: Options, rep: &mut PassReport) -> Re
         let ins = g.inputs_of(id);
         let si: Vec<Vec<f64>> = ins
             .iter()
-            .map(|i| fac.get(i).map(|v| factors_of(&mut vars, v)).unwrap_or_default())
+            .map(|i| {
+                fac.get(i)
+                    .map(|v| factors_of(&mut vars, v))
+                    .unwrap_or_default()
+            })
             .collect();
         let name = g.node(id).name.clone();
         let trivial = all_one(&so) && si.iter().all(|v| all_one(v));
@@ -527,7 +561,11 @@ pub fn solve_and_apply(g: &mut Graph, opts: Options, rep: &mut PassReport) -> Re
                 _ => Op::GlobalSumPool,
             };
             g.node_mut(id).op = op;
-            rep.push(&name, vec![], "average pool became a sum pool; its divisor moved");
+            rep.push(
+                &name,
+                vec![],
+                "average pool became a sum pool; its divisor moved",
+            );
             continue;
         }
         if trivial && !monic.contains(&id) {
@@ -562,7 +600,11 @@ pub fn solve_and_apply(g: &mut Graph, opts: Options, rep: &mut PassReport) -> Re
                 let cols = gm.b.shape()[1];
                 let tb = gm.trans_b;
                 for (i, w) in gm.b.data_mut().iter_mut().enumerate() {
-                    let (k, j) = if tb { (i % cols, i / cols) } else { (i / cols, i % cols) };
+                    let (k, j) = if tb {
+                        (i % cols, i / cols)
+                    } else {
+                        (i / cols, i % cols)
+                    };
                     *w *= alpha * coef(&si[0], k) / coef(&so, j);
                 }
                 gm.alpha = 1.0;
@@ -627,7 +669,9 @@ pub fn solve_and_apply(g: &mut Graph, opts: Options, rep: &mut PassReport) -> Re
                 let c = so.len();
                 let (sa, sb) = (&si[0], &si[1]);
                 let f = |v: &mut Vec<f64>, g: &dyn Fn(usize) -> f64| {
-                    *v = (0..c).map(|ch| coef(v, ch) * g(ch) / coef(&so, ch)).collect();
+                    *v = (0..c)
+                        .map(|ch| coef(v, ch) * g(ch) / coef(&so, ch))
+                        .collect();
                 };
                 f(d0, &|_| 1.0);
                 f(da, &|ch| coef(sa, ch));

@@ -221,7 +221,9 @@ pub fn random_mlp(rng: &mut Rng) -> Graph {
             h = n.op(Op::Add, &[h, cc]);
         } else {
             let tb = n.rng.below(2) == 0;
-            let b = n.rng.tensor(if tb { vec![m, k] } else { vec![k, m] }, -0.7, 0.7);
+            let b = n
+                .rng
+                .tensor(if tb { vec![m, k] } else { vec![k, m] }, -0.7, 0.7);
             let alpha = n.rng.f(0.5, 1.5);
             let beta = n.rng.f(0.5, 1.5);
             let c = Some(Tensor::vector(n.rng.vec(m, -0.2, 0.2)));

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod graph;
+mod inspect;
 mod interpret;
 
 /// fhec: compile ONNX CNNs to leveled RNS-CKKS programs.
@@ -19,12 +20,15 @@ enum Cmd {
     Graph(graph::Args),
     /// Run a model on given inputs with the f64 reference interpreter.
     Interpret(interpret::Args),
+    /// Run the passes, assign levels and choose parameters; show per-layer levels.
+    Inspect(inspect::Args),
 }
 
 pub fn run() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Graph(a) => graph::run(a),
         Cmd::Interpret(a) => interpret::run(a),
+        Cmd::Inspect(a) => inspect::run(a),
     }
 }
 

@@ -1,0 +1,229 @@
+//! `fhec inspect MODEL.onnx [--log-n 15] [--json] [--passes]`: run the rewrite passes, the
+//! level annotator and the parameter selection, and show the result: one row per layer
+//! (op, level in and out, scale, primes consumed, fused-from), totals, the parameter set
+//! and estimated key and ciphertext sizes.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use compiler::onnx::{import_path, ImportOptions};
+use compiler::pipeline::{plan, security_bits};
+use passes::select_params::ParamRequest;
+use serde_json::json;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The ONNX model.
+    model: PathBuf,
+    /// Force the ring degree N = 2^LOG_N.
+    #[arg(long)]
+    log_n: Option<u32>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// List what each pass changed.
+    #[arg(long)]
+    passes: bool,
+    /// Bits of output precision wanted (sets the smallest Delta).
+    #[arg(long, default_value_t = 12)]
+    precision_bits: u32,
+    /// Fixed shape of a graph input, e.g. 1,3,32,32 (repeat once per input, in order).
+    #[arg(long = "input-shape", value_parser = super::parse_shape)]
+    input_shape: Vec<Vec<usize>>,
+}
+
+fn mib(b: u64) -> String {
+    if b >= 1 << 30 {
+        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+    }
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let opts = ImportOptions {
+        input_shapes: a.input_shape.into_iter().map(Some).collect(),
+        ..Default::default()
+    };
+    let imp =
+        import_path(&a.model, &opts).with_context(|| format!("importing {}", a.model.display()))?;
+    let req = ParamRequest {
+        precision_bits: a.precision_bits,
+        force_log_n: a.log_n,
+        ..Default::default()
+    };
+    let p = plan(imp.graph, &req).with_context(|| format!("planning {}", a.model.display()))?;
+    let g = &p.rewritten.graph;
+    let ps = &p.params;
+    let d = ps.log_delta;
+    let sec = security_bits(ps);
+    let layers: Vec<_> = p
+        .plan
+        .order
+        .iter()
+        .map(|id| {
+            let n = g.node(*id);
+            let l = &p.plan.nodes[id];
+            (
+                n,
+                l,
+                p.rewritten
+                    .fused_from
+                    .get(&n.name)
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    if a.json {
+        let ls: Vec<_> = layers
+            .iter()
+            .map(|(n, l, f)| {
+                json!({
+                    "name": n.name, "op": n.op.kind(), "shape": n.shape,
+                    "level_in": l.level_in, "level_out": l.level_out,
+                    "depth_in": l.depth_in, "depth_out": l.depth_out,
+                    "log_scale_out": l.scale_exp * d, "primes_used": l.primes_used,
+                    "primes_consumed": l.primes_consumed,
+                    "weight_log_scale": l.weight_scale_exp.map(|e| e * d),
+                    "monic": l.monic, "fused_from": f, "notes": l.notes,
+                    "pays_level": l.pays_level,
+                })
+            })
+            .collect();
+        let mut out = json!({
+            "model": a.model.display().to_string(),
+            "depth": p.plan.depth,
+            "levels": p.plan.units,
+            "activations": p.plan.activations,
+            "paid_levels": p.plan.paid_levels,
+            "log_n": ps.log_n,
+            "log_scale": d,
+            "primes": ps.primes,
+            "special_primes": ps.special_primes,
+            "dnum": ps.dnum,
+            "log_q": ps.log_q,
+            "log_qp": ps.log_qp,
+            "max_log_qp": ps.max_log_qp,
+            "security_bits": sec,
+            "rotation_steps": Vec::<i64>::new(),
+            "prediction": ps.prediction,
+            "considered": ps.considered,
+            "layers": ls,
+        });
+        if a.passes {
+            out["passes"] = serde_json::to_value(&p.rewritten.reports)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    if a.passes {
+        for r in &p.rewritten.reports {
+            println!("pass {}: {} change(s)", r.pass, r.changes.len());
+            for c in &r.changes {
+                let abs = if c.absorbed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [absorbed {}]", c.absorbed.join(", "))
+                };
+                let cost = if c.pays_level {
+                    " (pays one level)"
+                } else {
+                    ""
+                };
+                println!("  {}: {}{abs}{cost}", c.node, c.what);
+            }
+        }
+        println!();
+    }
+    let head = [
+        "op",
+        "name",
+        "level",
+        "depth",
+        "scale",
+        "primes",
+        "fused from",
+        "notes",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 8]> = layers
+        .iter()
+        .map(|(n, l, f)| {
+            let mut op = n.op.kind().to_string();
+            if l.monic == Some(true) {
+                op.push_str(" (monic)");
+            }
+            [
+                op,
+                n.name.clone(),
+                format!("{}->{}", l.level_in, l.level_out),
+                format!("{}->{}", l.depth_in, l.depth_out),
+                format!("2^{}", l.scale_exp * d),
+                format!("{} (+{})", l.primes_used, l.primes_consumed),
+                f.join(", "),
+                l.notes.join("; "),
+            ]
+        })
+        .collect();
+    let mut w = [0usize; 8];
+    for r in std::iter::once(&head).chain(&rows) {
+        for (i, c) in r.iter().enumerate().take(7) {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    for r in std::iter::once(&head).chain(&rows) {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i < 7 {
+                line.push_str(&format!("{c:<width$}  ", width = w[i]));
+            } else {
+                line.push_str(c);
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+    println!();
+    println!(
+        "depth {} ({} levels with parity), {} activations, {} towers + 1 base = {} primes, {} node(s) paying an extra level",
+        p.plan.depth,
+        p.plan.units,
+        p.plan.activations,
+        p.plan.towers,
+        p.plan.primes(),
+        p.plan.paid_levels
+    );
+    let bits: Vec<String> = ps.primes.iter().map(|b| b.to_string()).collect();
+    println!(
+        "parameters: N = 2^{}, Delta = 2^{}, Q primes (bits, base first) [{}], special [{}], dnum {}",
+        ps.log_n,
+        d,
+        bits.join(", "),
+        ps.special_primes
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        ps.dnum
+    );
+    println!(
+        "log2 Q = {}, log2 QP = {} (128-bit bound {}), security: {}",
+        ps.log_q,
+        ps.log_qp,
+        ps.max_log_qp,
+        sec.map_or("below 128 bits".to_string(), |s| format!("{s} bits"))
+    );
+    let pr = &ps.prediction;
+    println!(
+        "sizes: ciphertext {}, one key-switching key {}, relin + {} rotation keys {}",
+        mib(pr.ciphertext_bytes),
+        mib(pr.key_bytes),
+        pr.all_keys_bytes / pr.key_bytes.max(1) - 1,
+        mib(pr.all_keys_bytes)
+    );
+    println!(
+        "cost model: {} key switches, predicted {:.0} s on one core (per-channel layout)",
+        pr.key_switches, pr.seconds
+    );
+    Ok(())
+}
