@@ -69,7 +69,8 @@ impl<'a> Evaluator<'a> {
         Ok(keys)
     }
 
-    fn check_pair(&self, a: &Ciphertext, b: &Ciphertext) -> Result<()> {
+    /// Same key set and level (products may mix scales).
+    fn check_compatible(&self, a: &Ciphertext, b: &Ciphertext) -> Result<()> {
         if a.key_set != b.key_set {
             return Err(Error::KeySetMismatch(
                 "operands were encrypted under different key sets".into(),
@@ -82,6 +83,12 @@ impl<'a> Evaluator<'a> {
                 b.level()
             )));
         }
+        Ok(())
+    }
+
+    /// Same key set, level and scale (sums).
+    fn check_pair(&self, a: &Ciphertext, b: &Ciphertext) -> Result<()> {
+        self.check_compatible(a, b)?;
         scales_match(a.scale, b.scale)
     }
 
@@ -221,18 +228,7 @@ impl<'a> Evaluator<'a> {
 
     /// The tensor product (degree 2, not relinearised).
     pub fn mul(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
-        if a.key_set != b.key_set {
-            return Err(Error::KeySetMismatch(
-                "operands were encrypted under different key sets".into(),
-            ));
-        }
-        if a.level() != b.level() {
-            return Err(Error::LevelMismatch(format!(
-                "operands at levels {} and {}",
-                a.level(),
-                b.level()
-            )));
-        }
+        self.check_compatible(a, b)?;
         if a.degree() != 1 || b.degree() != 1 {
             return Err(Error::NotLinear(a.degree().max(b.degree())));
         }

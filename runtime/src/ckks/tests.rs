@@ -35,6 +35,19 @@ pub(crate) fn setup(
     Setup { ctx, sk, pk, keys }
 }
 
+impl Setup {
+    /// Encoder, encryptor, decryptor and evaluator (with the bundle) on this setup.
+    fn tools(&self) -> (Encoder<'_>, Encryptor<'_>, Decryptor<'_>, Evaluator<'_>) {
+        let ctx = &self.ctx;
+        (
+            Encoder::new(ctx),
+            Encryptor::new(ctx),
+            Decryptor::new(ctx, &self.sk),
+            Evaluator::with_keys(ctx, &self.keys).unwrap(),
+        )
+    }
+}
+
 fn values(n: usize, seed: u64) -> Vec<f64> {
     let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
     (0..n)
@@ -113,10 +126,7 @@ fn encrypt_decrypt_pk_and_sk() {
 fn additive_and_scalar_operations() {
     let s = standard();
     let ctx = &s.ctx;
-    let enc = Encoder::new(ctx);
-    let mut e = Encryptor::new(ctx);
-    let d = Decryptor::new(ctx, &s.sk);
-    let ev = Evaluator::with_keys(ctx, &s.keys).unwrap();
+    let (enc, mut e, d, ev) = s.tools();
     let n = ctx.params().slots();
     let (x, y) = (values(n, 2), values(n, 3));
     let delta = 2f64.powi(40);
@@ -193,10 +203,7 @@ fn additive_and_scalar_operations() {
 fn mul_relin_rescale_keeps_25_bits_at_delta_2_40() {
     let s = standard();
     let ctx = &s.ctx;
-    let enc = Encoder::new(ctx);
-    let mut e = Encryptor::new(ctx);
-    let d = Decryptor::new(ctx, &s.sk);
-    let ev = Evaluator::with_keys(ctx, &s.keys).unwrap();
+    let (enc, mut e, d, ev) = s.tools();
     let n = ctx.params().slots();
     let (x, y) = (values(n, 4), values(n, 5));
     let delta = 2f64.powi(40);
@@ -234,10 +241,7 @@ fn rotations_conjugation_and_hoisting() {
 
 fn rotations_with(s: Setup) {
     let ctx = &s.ctx;
-    let enc = Encoder::new(ctx);
-    let mut e = Encryptor::new(ctx);
-    let d = Decryptor::new(ctx, &s.sk);
-    let ev = Evaluator::with_keys(ctx, &s.keys).unwrap();
+    let (enc, mut e, d, ev) = s.tools();
     let n = ctx.params().slots();
     let x = values(n, 6);
     let delta = 2f64.powi(40);
