@@ -80,7 +80,7 @@ impl LevelPlan {
 }
 
 fn canon(u: u32) -> (u32, u32) {
-    let e = if u % 2 == 0 { 1 } else { 2 };
+    let e = if u.is_multiple_of(2) { 1 } else { 2 };
     (e, (u + 1 - e) / 2)
 }
 
@@ -363,7 +363,7 @@ mod tests {
                         .all(|&i| !matches!(g.node(i).op, Op::Conv(_) | Op::Gemm(_))));
                 }
             }
-            assert!(p.primes() >= (p.depth + 1) / 2);
+            assert!(p.primes() >= p.depth.div_ceil(2));
         }
     }
 

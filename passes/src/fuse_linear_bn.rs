@@ -105,10 +105,7 @@ pub fn run(g: &mut Graph) -> Result<PassReport, PassError> {
             rep.push(&name, vec![], "alpha/beta folded into B and C");
         }
         // 3. and 4., repeatedly: Add(const) and BN after the Gemm.
-        loop {
-            let Some(next) = sole_consumer(g, id) else {
-                break;
-            };
+        while let Some(next) = sole_consumer(g, id) {
             let Op::Gemm(gm) = &g.node(id).op else {
                 unreachable!()
             };

@@ -351,6 +351,18 @@ impl Solver<'_> {
                     .map(|&v| self.vars.derived(v, 1.0 / d, 1))
                     .collect()
             }
+            Op::ReduceMean { axes, .. }
+                if self.opts.pools
+                    && g.node(ins[0]).shape.len() >= 3
+                    && *axes == (2..g.node(ins[0]).shape.len()).collect::<Vec<_>>() =>
+            {
+                let d: usize = g.node(ins[0]).shape[2..].iter().product();
+                let i = inv(self, 0).unwrap();
+                self.sum_pools.push(id);
+                i.iter()
+                    .map(|&v| self.vars.derived(v, 1.0 / d as f64, 1))
+                    .collect()
+            }
             Op::GlobalAveragePool if self.opts.pools => {
                 let d: usize = g.node(ins[0]).shape[2..].iter().product();
                 let i = inv(self, 0).unwrap();
@@ -414,8 +426,8 @@ impl Solver<'_> {
                     }
                 }
                 Kind::Barrier => {
-                    for slot in 0..ins.len() {
-                        let Some(i) = self.fac.get(&ins[slot]).cloned() else {
+                    for (slot, src) in ins.iter().enumerate() {
+                        let Some(i) = self.fac.get(src).cloned() else {
                             continue;
                         };
                         let snap = self.vars.clone();
@@ -534,7 +546,7 @@ pub fn solve_and_apply(
     let Solver {
         g,
         mut vars,
-        fac,
+        mut fac,
         sum_pools,
         monic,
         ..
@@ -560,7 +572,23 @@ pub fn solve_and_apply(
                 Op::AveragePool(p) => Op::SumPool(p.clone()),
                 _ => Op::GlobalSumPool,
             };
+            let keep = matches!(
+                g.node(id).op,
+                Op::ReduceMean {
+                    keepdims: false,
+                    ..
+                }
+            );
             g.node_mut(id).op = op;
+            if keep {
+                // ReduceMean without keepdims: a GlobalSumPool and a Reshape to [N, C].
+                let shape = g.node(id).shape.clone();
+                g.infer_shapes()?;
+                let r = g.add_node(format!("{name}/reshape"), Op::Reshape { shape }, &[id])?;
+                g.replace_uses(id, r);
+                let v = fac[&id].clone();
+                fac.insert(r, v);
+            }
             rep.push(
                 &name,
                 vec![],

@@ -184,7 +184,7 @@ pub fn random_net(rng: &mut Rng) -> Graph {
                 h = n.poly(a);
                 i += 1;
             }
-            4 if n.g.node(h).shape[2] % 2 == 0 => {
+            4 if n.g.node(h).shape[2].is_multiple_of(2) => {
                 h = n.op(
                     Op::AveragePool(AveragePool {
                         kernel: [2, 2],

@@ -71,6 +71,12 @@ fn resnet20_depth_39_and_21_primes() {
 }
 
 #[test]
+fn resnet20_dynamo_export_has_the_same_budget() {
+    // opset 18: ReduceMean instead of GlobalAveragePool, Reshape instead of Flatten.
+    check("resnet20_quad_random_dynamo.onnx", 39, 21);
+}
+
+#[test]
 fn resnet20_forced_to_2_15_fits_881_bits() {
     let p = planned("resnet20_quad_random.onnx", Some(15));
     let ps = &p.params;
@@ -132,7 +138,11 @@ fn trained_quad_models_have_the_same_budgets() {
 
 #[test]
 fn rewrite_matches_the_interpreter_on_resnet20() {
-    for name in ["resnet20_quad_random.onnx", "resnet20_quad.onnx"] {
+    for name in [
+        "resnet20_quad_random.onnx",
+        "resnet20_quad_random_dynamo.onnx",
+        "resnet20_quad.onnx",
+    ] {
         if !model(name).exists() {
             continue;
         }
