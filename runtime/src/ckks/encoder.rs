@@ -27,6 +27,14 @@ impl<'a> Encoder<'a> {
 
     /// Encodes complex slot values (zero-padded to N/2) at `scale` and `level`.
     pub fn encode_complex(&self, values: &[C64], scale: f64, level: usize) -> Result<Plaintext> {
+        let coeffs = self.coefficients(values)?;
+        self.encode_coefficients(&coeffs, 1.0, scale, level)
+    }
+
+    /// The real polynomial (unscaled, unrounded) whose slots are `values`: the inverse
+    /// canonical embedding alone. Encoding many multiples of one slot pattern (a mask
+    /// times each weight) then needs one FFT, not one per multiple.
+    pub fn coefficients(&self, values: &[C64]) -> Result<Vec<f64>> {
         let slots = self.ctx.params().slots();
         if values.len() > slots {
             return Err(Error::TooManySlots {
@@ -34,6 +42,26 @@ impl<'a> Encoder<'a> {
                 max: slots,
             });
         }
+        let mut v = vec![C64::default(); slots];
+        v[..values.len()].copy_from_slice(values);
+        self.ctx.fft().inverse(&mut v);
+        let mut coeffs = vec![0f64; 2 * slots];
+        for (j, c) in v.iter().enumerate() {
+            coeffs[j] = c.re;
+            coeffs[j + slots] = c.im;
+        }
+        Ok(coeffs)
+    }
+
+    /// Encodes `factor` times the polynomial `coeffs` (from [`Self::coefficients`]) at
+    /// `scale` and `level`: round(factor * scale * coeffs).
+    pub fn encode_coefficients(
+        &self,
+        coeffs: &[f64],
+        factor: f64,
+        scale: f64,
+        level: usize,
+    ) -> Result<Plaintext> {
         if level > self.ctx.max_level() {
             return Err(Error::LevelMismatch(format!(
                 "cannot encode at level {level}: the top level is {}",
@@ -45,16 +73,16 @@ impl<'a> Encoder<'a> {
                 "scale {scale} must be finite and >= 1"
             )));
         }
-        let mut v = vec![C64::default(); slots];
-        v[..values.len()].copy_from_slice(values);
-        self.ctx.fft().inverse(&mut v);
-        let n = self.ctx.n();
-        let mut coeffs = vec![0f64; n];
-        for (j, c) in v.iter().enumerate() {
-            coeffs[j] = (c.re * scale).round();
-            coeffs[j + slots] = (c.im * scale).round();
+        if coeffs.len() != self.ctx.n() {
+            return Err(Error::OutOfRange(format!(
+                "{} coefficients given for ring degree {}",
+                coeffs.len(),
+                self.ctx.n()
+            )));
         }
-        let poly = self.poly_from_rounded(&coeffs, level)?;
+        let f = factor * scale;
+        let rounded: Vec<f64> = coeffs.iter().map(|c| (c * f).round()).collect();
+        let poly = self.poly_from_rounded(&rounded, level)?;
         Ok(Plaintext { poly, scale })
     }
 

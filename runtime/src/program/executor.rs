@@ -177,19 +177,23 @@ impl<'a> Executor<'a> {
         let slots = ctx.params().slots();
         // Masked products: one plaintext per distinct (mask, weight), shared by all outputs.
         let mut plain: HashMap<(u32, u64), Plaintext> = HashMap::new();
-        let mut mask_values: HashMap<u32, Vec<f64>> = HashMap::new();
+        let mut mask_coeffs: HashMap<u32, Vec<f64>> = HashMap::new();
         for (t, m) in l.masks.iter().enumerate() {
             if let Some(m) = m {
-                let mv = mask_values
-                    .entry(*m)
-                    .or_insert_with(|| self.program.masks[*m as usize].to_values(slots))
-                    .clone();
+                if !mask_coeffs.contains_key(m) {
+                    let v = self.program.masks[*m as usize].to_values(slots);
+                    let v: Vec<_> = v
+                        .into_iter()
+                        .map(|x| crate::ckks::C64::new(x, 0.0))
+                        .collect();
+                    mask_coeffs.insert(*m, enc.coefficients(&v)?);
+                }
+                let coeffs = &mask_coeffs[m];
                 for o in 0..l.dsts.len() {
                     for i in 0..nsrc {
                         let w = l.weights[(o * nsrc + i) * taps + t];
                         if w != 0.0 && !plain.contains_key(&(*m, w.to_bits())) {
-                            let v: Vec<f64> = mv.iter().map(|x| x * w).collect();
-                            let pt = enc.encode(&v, l.weight_scale, level)?;
+                            let pt = enc.encode_coefficients(coeffs, w, l.weight_scale, level)?;
                             plain.insert((*m, w.to_bits()), pt);
                         }
                     }
