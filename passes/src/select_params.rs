@@ -486,3 +486,44 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn table(l: u32) -> Option<u32> {
+        [27, 54, 109, 218, 438, 881, 1747, 3523]
+            .get(l.checked_sub(10)? as usize)
+            .copied()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever the depth, a chosen set respects every constraint, and a failure is
+        /// only reported when even N = 2^17 cannot hold the chain.
+        #[test]
+        fn chosen_sets_respect_the_constraints(towers in 0u32..70, e in 1u32..3, prec in 6u32..16) {
+            let plan = LevelPlan { towers, final_scale_exp: e, units: 2 * towers, ..Default::default() };
+            let req = ParamRequest { precision_bits: prec, ..Default::default() };
+            match select(&Graph::new(), &plan, &req, &table) {
+                Ok(p) => {
+                    prop_assert_eq!(p.primes.len() as u32, towers + 1);
+                    prop_assert!(p.log_qp <= table(p.log_n).unwrap());
+                    prop_assert!(p.primes.iter().chain(&p.special_primes).all(|&b| b <= MAX_PRIME_BITS));
+                    prop_assert!(p.log_delta >= prec + 1 + 7);
+                    let alpha = p.primes.len().div_ceil(p.dnum as usize);
+                    let digit: u32 = p.primes.chunks(alpha).map(|c| c.iter().sum()).max().unwrap();
+                    prop_assert!(p.special_primes.iter().sum::<u32>() >= digit);
+                    prop_assert!(p.primes[1..].iter().all(|&b| b == 2 * p.log_delta));
+                }
+                Err(ParamError::DoesNotFit { .. }) => {
+                    let d = prec + 1 + 7;
+                    let base = e * d + 10;
+                    prop_assert!(base > MAX_PRIME_BITS || base + (towers + 1) * 2 * d > 3523);
+                }
+                Err(e) => prop_assert!(false, "{e}"),
+            }
+        }
+    }
+}

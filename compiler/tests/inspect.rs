@@ -1,0 +1,62 @@
+//! `fhec inspect`: the JSON object's fields and the readable table, on a committed model.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fhec(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_fhec"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn json_has_the_documented_fields() {
+    let (ok, out, err) = fhec(&[
+        "inspect",
+        "models/onnx/resnet20_quad_random.onnx",
+        "--log-n",
+        "15",
+        "--json",
+        "--passes",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["depth"], 39);
+    assert_eq!(v["log_n"], 15);
+    assert_eq!(v["log_scale"], 20);
+    assert_eq!(v["primes"].as_array().unwrap().len(), 21);
+    assert_eq!(v["special_primes"], serde_json::json!([40]));
+    assert!(v["log_qp"].as_u64().unwrap() <= 881);
+    assert_eq!(v["security_bits"], 128);
+    assert!(v["rotation_steps"].as_array().unwrap().is_empty());
+    let layers = v["layers"].as_array().unwrap();
+    let conv = layers.iter().find(|l| l["op"] == "Conv").unwrap();
+    for k in ["name", "op", "level_in", "level_out", "log_scale_out"] {
+        assert!(!conv[k].is_null(), "{k}");
+    }
+    assert!(layers.iter().all(|l| l["op"] != "BatchNormalization"));
+    assert!(v["passes"].as_array().unwrap().len() >= 7);
+}
+
+#[test]
+fn table_and_relu_error() {
+    let (ok, out, err) = fhec(&["inspect", "models/onnx/resnet20_quad_random.onnx"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("depth 39"), "{out}");
+    assert!(out.contains("21 primes"), "{out}");
+    assert!(out.contains("security: 128 bits"), "{out}");
+    let (ok, _, err) = fhec(&["inspect", "models/onnx/resnet20_relu.onnx"]);
+    assert!(!ok);
+    assert!(err.contains("Relu"), "{err}");
+}
