@@ -52,6 +52,47 @@ pub struct InputLayout {
     pub level: u32,
 }
 
+impl InputLayout {
+    /// The slot vectors of each input ciphertext for a flattened input tensor (client
+    /// side); errors if the tensor has the wrong number of values.
+    pub fn pack(&self, tensor: &[f64], slots: usize) -> Result<Vec<Vec<f64>>> {
+        let total: usize = self.shape.iter().product();
+        if tensor.len() != total {
+            return Err(Error::OutOfRange(format!(
+                "the program takes an input of shape {:?} ({total} values), {} given",
+                self.shape,
+                tensor.len()
+            )));
+        }
+        let mut cts = vec![vec![0.0; slots]; self.cts as usize];
+        for &(idx, ct, slot) in &self.placement {
+            cts[ct as usize][slot as usize] = tensor[idx as usize];
+        }
+        Ok(cts)
+    }
+}
+
+impl OutputLayout {
+    /// The flattened output tensor from the decrypted slot vectors of the output
+    /// registers (client side).
+    pub fn gather(
+        &self,
+        decrypted: &std::collections::BTreeMap<Reg, Vec<f64>>,
+    ) -> Result<Vec<f64>> {
+        let total: usize = self.shape.iter().product();
+        let mut out = vec![0.0; total];
+        for &(idx, reg, slot) in &self.placement {
+            let v = decrypted
+                .get(&reg)
+                .ok_or_else(|| Error::Corrupt(format!("output register {reg} was not returned")))?;
+            out[idx as usize] = *v
+                .get(slot as usize)
+                .ok_or_else(|| Error::Corrupt(format!("output slot {slot} out of range")))?;
+        }
+        Ok(out)
+    }
+}
+
 /// Where each value of the output tensor sits: (tensor index, register, slot).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutputLayout {

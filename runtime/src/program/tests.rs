@@ -153,10 +153,13 @@ fn program_runs_encrypted_and_matches_f64() {
     assert_eq!(steps, p.instrs.len());
     let dec = Decryptor::new(&ctx, &sk);
     let want = reference(&x, &p);
-    for &(idx, reg, slot) in &p.output.placement {
-        let got = dec.decrypt(&out[&reg]).unwrap()[slot as usize];
-        let w = want[idx as usize];
-        assert!((got - w).abs() < 1e-6, "output {idx}: {got} vs {w}");
+    let decrypted = out
+        .iter()
+        .map(|(&r, ct)| (r, dec.decrypt(ct).unwrap()))
+        .collect();
+    let got = p.output.gather(&decrypted).unwrap();
+    for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() < 1e-6, "output {idx}: {g} vs {w}");
     }
 }
 
