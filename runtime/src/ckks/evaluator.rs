@@ -8,7 +8,7 @@
 
 use crate::ckks::context::Context;
 use crate::ckks::keys::{EvalKeys, SwitchingKey};
-use crate::ckks::keyswitch::{decompose, inner_product, key_switch, mod_down};
+use crate::ckks::keyswitch::{decompose, inner_product, key_switch, mod_down, Decomposition};
 use crate::ckks::plaintext::{Ciphertext, Plaintext};
 use crate::error::{Error, Result};
 use crate::math::poly::RnsPoly;
@@ -389,27 +389,40 @@ impl<'a> Evaluator<'a> {
         self.apply_galois(ct, g, key)
     }
 
-    /// Many rotations of one ciphertext sharing one decomposition of c_1.
-    pub fn rotate_hoisted(&self, ct: &Ciphertext, steps: &[i64]) -> Result<Vec<Ciphertext>> {
+    /// The decomposition of c_1 that every rotation of `ct` can share (hoisting).
+    pub fn decompose_for_rotation(&self, ct: &Ciphertext) -> Result<Decomposition> {
         if ct.degree() != 1 {
             return Err(Error::NotLinear(ct.degree()));
         }
-        let dec = decompose(self.ctx, &ct.parts[1]);
+        Ok(decompose(self.ctx, &ct.parts[1]))
+    }
+
+    /// One rotation of `ct` from its shared decomposition `dec`.
+    pub fn rotate_decomposed(
+        &self,
+        ct: &Ciphertext,
+        dec: &Decomposition,
+        steps: i64,
+    ) -> Result<Ciphertext> {
+        let g = self.ctx.rotation_galois_element(steps);
+        if g == 1 {
+            return Ok(ct.clone());
+        }
+        let key = self.galois_key(ct, g, &format!("rotation by {steps}"))?;
+        let perm = self.ctx.galois_permutation(g);
+        let (a0, a1) = inner_product(self.ctx, dec, key, Some(&perm))?;
         let tables = self.ctx.q_tables(ct.level());
+        let mut c0 = ct.parts[0].permuted(&perm);
+        c0.add_assign(&mod_down(self.ctx, a0), &tables);
+        Ok(self.fresh(vec![c0, mod_down(self.ctx, a1)], ct.scale, ct.key_set))
+    }
+
+    /// Many rotations of one ciphertext sharing one decomposition of c_1.
+    pub fn rotate_hoisted(&self, ct: &Ciphertext, steps: &[i64]) -> Result<Vec<Ciphertext>> {
+        let dec = self.decompose_for_rotation(ct)?;
         steps
             .iter()
-            .map(|&s| {
-                let g = self.ctx.rotation_galois_element(s);
-                if g == 1 {
-                    return Ok(ct.clone());
-                }
-                let key = self.galois_key(ct, g, &format!("rotation by {s}"))?;
-                let perm = self.ctx.galois_permutation(g);
-                let (a0, a1) = inner_product(self.ctx, &dec, key, Some(&perm))?;
-                let mut c0 = ct.parts[0].permuted(&perm);
-                c0.add_assign(&mod_down(self.ctx, a0), &tables);
-                Ok(self.fresh(vec![c0, mod_down(self.ctx, a1)], ct.scale, ct.key_set))
-            })
+            .map(|&s| self.rotate_decomposed(ct, &dec, s))
             .collect()
     }
 }

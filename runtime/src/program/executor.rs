@@ -236,7 +236,13 @@ impl<'a> Executor<'a> {
                 v.dedup();
                 v
             };
-            let rotated_list = ev.rotate_hoisted(src, &nonzero)?;
+            // One shared decomposition; the rotations themselves run in parallel.
+            let dec = ev.decompose_for_rotation(src)?;
+            let rotated_list = nonzero
+                .par_iter()
+                .map(|&st| ev.rotate_decomposed(src, &dec, st))
+                .collect::<Result<Vec<_>>>()?;
+            drop(dec);
             let rotated: Vec<&Ciphertext> = l
                 .steps
                 .iter()
