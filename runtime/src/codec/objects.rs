@@ -257,29 +257,21 @@ pub fn public_key_from_bytes(bytes: &[u8], ctx: &Context) -> Result<PublicKey> {
     })
 }
 
-pub fn ciphertext_to_bytes(ct: &Ciphertext, params_id: [u8; 32]) -> Result<Vec<u8>> {
+fn ciphertext_to_wire(ct: &Ciphertext) -> CiphertextWire {
     let parts = match ct.seed {
         Some(_) => vec![ct.parts[0].data().to_vec()],
         None => ct.parts.iter().map(|p| p.data().to_vec()).collect(),
     };
-    let wire = CiphertextWire {
+    CiphertextWire {
         scale: ct.scale,
         level: ct.level() as u32,
         degree: ct.degree() as u8,
         parts,
         seed: ct.seed,
-    };
-    let h = Header {
-        kind: FileKind::Ciphertext,
-        key_set: ct.key_set,
-        params_id,
-    };
-    encode(&h, &wire)
+    }
 }
 
-pub fn ciphertext_from_bytes(bytes: &[u8], ctx: &Context) -> Result<Ciphertext> {
-    let (h, w): (_, CiphertextWire) = decode(bytes, FileKind::Ciphertext)?;
-    check_params(ctx, &h)?;
+fn ciphertext_from_wire(ctx: &Context, key_set: [u8; 16], w: CiphertextWire) -> Result<Ciphertext> {
     let level = w.level as usize;
     if level > ctx.max_level() {
         return Err(Error::Corrupt(format!(
@@ -320,7 +312,52 @@ pub fn ciphertext_from_bytes(bytes: &[u8], ctx: &Context) -> Result<Ciphertext> 
     Ok(Ciphertext {
         parts,
         scale: w.scale,
-        key_set: h.key_set,
+        key_set,
         seed: w.seed,
     })
+}
+
+/// A file of ciphertexts tagged with register numbers (a program's inputs or outputs),
+/// all under one key set.
+pub fn ciphertexts_to_bytes(cts: &[(u32, Ciphertext)], params_id: [u8; 32]) -> Result<Vec<u8>> {
+    let key_set = cts.first().map_or([0; 16], |(_, c)| c.key_set);
+    if cts.iter().any(|(_, c)| c.key_set != key_set) {
+        return Err(Error::KeySetMismatch(
+            "ciphertexts of several key sets in one file".into(),
+        ));
+    }
+    let wire: Vec<(u32, CiphertextWire)> = cts
+        .iter()
+        .map(|(r, c)| (*r, ciphertext_to_wire(c)))
+        .collect();
+    let h = Header {
+        kind: FileKind::Ciphertext,
+        key_set,
+        params_id,
+    };
+    encode(&h, &wire)
+}
+
+pub fn ciphertexts_from_bytes(bytes: &[u8], ctx: &Context) -> Result<Vec<(u32, Ciphertext)>> {
+    let (h, wire): (_, Vec<(u32, CiphertextWire)>) = decode(bytes, FileKind::Ciphertext)?;
+    check_params(ctx, &h)?;
+    wire.into_iter()
+        .map(|(r, w)| Ok((r, ciphertext_from_wire(ctx, h.key_set, w)?)))
+        .collect()
+}
+
+/// One ciphertext as a file (a bundle of one, register 0).
+pub fn ciphertext_to_bytes(ct: &Ciphertext, params_id: [u8; 32]) -> Result<Vec<u8>> {
+    ciphertexts_to_bytes(&[(0, ct.clone())], params_id)
+}
+
+pub fn ciphertext_from_bytes(bytes: &[u8], ctx: &Context) -> Result<Ciphertext> {
+    let mut v = ciphertexts_from_bytes(bytes, ctx)?;
+    if v.len() != 1 {
+        return Err(Error::Corrupt(format!(
+            "expected one ciphertext, the file holds {}",
+            v.len()
+        )));
+    }
+    Ok(v.remove(0).1)
 }
