@@ -2,9 +2,14 @@
 
 use clap::{Parser, Subcommand};
 
+mod decrypt;
+mod encrypt;
+mod eval;
+mod files;
 mod graph;
 mod inspect;
 mod interpret;
+mod keygen;
 
 /// fhec: compile ONNX CNNs to leveled RNS-CKKS programs.
 #[derive(Parser)]
@@ -22,6 +27,14 @@ enum Cmd {
     Interpret(interpret::Args),
     /// Run the passes, assign levels and choose parameters; show per-layer levels.
     Inspect(inspect::Args),
+    /// Client: make a secret key and the evaluation keys a program needs.
+    Keygen(keygen::Args),
+    /// Client: encrypt an input for a program.
+    Encrypt(encrypt::Args),
+    /// Server: run a program on an encrypted input with evaluation keys only.
+    Eval(eval::Args),
+    /// Client: decrypt a program's encrypted output.
+    Decrypt(decrypt::Args),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -29,6 +42,10 @@ pub fn run() -> anyhow::Result<()> {
         Cmd::Graph(a) => graph::run(a),
         Cmd::Interpret(a) => interpret::run(a),
         Cmd::Inspect(a) => inspect::run(a),
+        Cmd::Keygen(a) => keygen::run(a),
+        Cmd::Encrypt(a) => encrypt::run(a),
+        Cmd::Eval(a) => eval::run(a),
+        Cmd::Decrypt(a) => decrypt::run(a),
     }
 }
 

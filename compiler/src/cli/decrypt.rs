@@ -1,0 +1,66 @@
+//! `fhec decrypt PROG.fheprog --secret client.sk --input out.ct [--json]` (client side):
+//! decrypts the program's output ciphertexts and gathers the output tensor by the
+//! program's output layout; `--json` prints `{"output", "shape", "top1"}` like
+//! `fhec interpret --json`.
+
+use super::files::{load_program, read};
+use anyhow::Context as _;
+use clap::Parser;
+use runtime::ckks::Decryptor;
+use runtime::codec;
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+pub struct Args {
+    program: PathBuf,
+    #[arg(long)]
+    secret: PathBuf,
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    insecure_test_params: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let (program, ctx) = load_program(&a.program, a.insecure_test_params)?;
+    let sk = codec::secret_key_from_bytes(&read(&a.secret)?, &ctx)
+        .with_context(|| format!("loading the secret key {}", a.secret.display()))?;
+    let cts = codec::ciphertexts_from_bytes(&read(&a.input)?, &ctx)
+        .with_context(|| format!("loading {}", a.input.display()))?;
+    let dec = Decryptor::new(&ctx, &sk);
+    let decrypted = cts
+        .iter()
+        .map(|(r, c)| Ok((*r, dec.decrypt(c)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let out = program.output.gather(&decrypted)?;
+    let row = program
+        .output
+        .shape
+        .last()
+        .copied()
+        .unwrap_or(1)
+        .clamp(1, out.len().max(1));
+    let top1 = out[..row.min(out.len())]
+        .iter()
+        .enumerate()
+        .fold(
+            (0, f64::NEG_INFINITY),
+            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+        )
+        .0;
+    if a.json {
+        println!(
+            "{}",
+            json!({"output": out, "shape": program.output.shape, "top1": top1})
+        );
+    } else {
+        for (i, v) in out.iter().enumerate() {
+            println!("{i:4} {v:12.6}");
+        }
+        println!("top-1: {top1}");
+    }
+    Ok(())
+}

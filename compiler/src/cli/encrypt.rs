@@ -1,0 +1,53 @@
+//! `fhec encrypt PROG.fheprog --secret client.sk --input X.pb -o x.ct` (client side):
+//! packs the input tensor by the program's input layout and encrypts it (seeded
+//! symmetric encryption: half-size ciphertexts).
+
+use super::files::{load_program, read, write_atomic};
+use anyhow::Context as _;
+use clap::Parser;
+use compiler::onnx::tensor;
+use runtime::ckks::{Encoder, Encryptor};
+use runtime::codec;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+pub struct Args {
+    program: PathBuf,
+    #[arg(long)]
+    secret: PathBuf,
+    /// The input tensor as a serialized ONNX TensorProto.
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(short, long)]
+    output: PathBuf,
+    #[arg(long)]
+    insecure_test_params: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let (program, ctx) = load_program(&a.program, a.insecure_test_params)?;
+    let sk = codec::secret_key_from_bytes(&read(&a.secret)?, &ctx)
+        .with_context(|| format!("loading the secret key {}", a.secret.display()))?;
+    let t = tensor::read_pb(&a.input)?;
+    let packed = program.input.pack(t.data(), ctx.params().slots())?;
+    let enc = Encoder::new(&ctx);
+    let mut encryptor = Encryptor::new(&ctx);
+    let level = program.input.level as usize;
+    let cts = packed
+        .iter()
+        .enumerate()
+        .map(|(r, v)| {
+            let pt = enc.encode(v, program.input.scale, level)?;
+            Ok((r as u32, encryptor.encrypt_sk(&pt, &sk)?))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let bytes = codec::ciphertexts_to_bytes(&cts, program.params.id())?;
+    write_atomic(&a.output, &bytes, false)?;
+    eprintln!(
+        "wrote {} ({} ciphertexts, {:.1} KiB)",
+        a.output.display(),
+        cts.len(),
+        bytes.len() as f64 / 1024.0
+    );
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! File handling shared by the client/server verbs: loading a `.fheprog` (refusing
+//! insecure parameters without the explicit opt-in) and writing outputs atomically
+//! (temporary file + rename; secret keys with owner-only permissions).
+
+use anyhow::{bail, Context as _};
+use runtime::ckks::Context;
+use runtime::program::Program;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The one loudly named opt-in for insecure test parameters.
+pub const INSECURE_FLAG: &str = "--insecure-test-params";
+
+/// Loads and validates a program and builds its CKKS context.
+pub fn load_program(path: &Path, insecure_ok: bool) -> anyhow::Result<(Program, Arc<Context>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let program =
+        Program::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
+    if program.params.is_insecure_for_tests() {
+        if !insecure_ok {
+            bail!(
+                "{} uses INSECURE test parameters (log QP = {:.0} bits at N = 2^{}, above the \
+                 128-bit bound); refusing without {INSECURE_FLAG}",
+                path.display(),
+                program.params.log_qp(),
+                program.params.log_n()
+            );
+        }
+        eprintln!(
+            "WARNING: {} uses INSECURE test parameters ({INSECURE_FLAG}); never use them for real data",
+            path.display()
+        );
+    }
+    let ctx = Context::new(program.params.clone())?;
+    Ok((program, ctx))
+}
+
+/// Writes `bytes` to `path` atomically; `secret` files are created owner-only (0600).
+pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().context("output path has no file name")?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let _ = secret;
+    let result = (|| -> anyhow::Result<()> {
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads a file with a readable error.
+pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}

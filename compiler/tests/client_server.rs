@@ -1,0 +1,225 @@
+//! The client/server verbs end to end on a small hand-built program (a two-tap linear
+//! layer and a square): keygen -> encrypt -> eval -> decrypt through the `fhec` binary,
+//! checked against f64, plus the refusals: insecure parameters without the opt-in, a
+//! secret key given as evaluation keys, keys of another key set, a truncated program.
+
+use compiler::onnx::tensor;
+use passes::ir::Tensor;
+use runtime::ckks::Params;
+use runtime::program::{InputLayout, Instr, Linear, OutputLayout, Program};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const LEN: usize = 8;
+
+fn program() -> Program {
+    let params = Params::insecure_for_tests(11, &[60, 40, 40], &[60], 3).unwrap();
+    Program {
+        params,
+        masks: vec![],
+        input: InputLayout {
+            shape: vec![LEN],
+            cts: 1,
+            placement: (0..LEN as u32).map(|k| (k, 0, k)).collect(),
+            scale: 2f64.powi(40),
+            level: 2,
+        },
+        output: OutputLayout {
+            shape: vec![LEN],
+            placement: (0..LEN as u32).map(|k| (k, 1, k)).collect(),
+        },
+        registers: 2,
+        instrs: vec![
+            Instr::Linear(Linear {
+                srcs: vec![0],
+                dsts: vec![1],
+                steps: vec![0, 1],
+                masks: vec![None, None],
+                weights: vec![0.5, -0.25],
+                weight_scale: 2f64.powi(30),
+                bias: None,
+                bias_mask: None,
+            }),
+            Instr::Rescale { reg: 1 },
+            Instr::Square { reg: 1 },
+            Instr::Rescale { reg: 1 },
+        ],
+        origins: vec!["lin".into(), "lin".into(), "act".into(), "act".into()],
+    }
+}
+
+fn fhec(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fhec"))
+        .args(args)
+        .output()
+        .expect("fhec runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn tmpdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fhec-client-server-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn keygen_encrypt_eval_decrypt_matches_f64() {
+    let d = tmpdir();
+    let prog = d.join("p.fheprog");
+    std::fs::write(&prog, program().to_bytes().unwrap()).unwrap();
+    let x: Vec<f64> = (0..LEN).map(|j| (j as f64 * 0.7).cos()).collect();
+    let input = d.join("x.pb");
+    tensor::write_pb(&input, &Tensor::new(vec![LEN], x.clone()).unwrap(), "x").unwrap();
+    let (sk, evk, ct, out) = (
+        d.join("c.sk"),
+        d.join("s.evk"),
+        d.join("x.ct"),
+        d.join("o.ct"),
+    );
+    let ins = "--insecure-test-params";
+
+    // Insecure parameters are refused without the opt-in.
+    let r = fhec(&["keygen", s(&prog), "--secret", s(&sk), "--eval", s(&evk)]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("INSECURE"));
+
+    let ok = |r: std::process::Output| {
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        r
+    };
+    ok(fhec(&[
+        "keygen",
+        s(&prog),
+        "--secret",
+        s(&sk),
+        "--eval",
+        s(&evk),
+        ins,
+    ]));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&sk).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "secret key readable by others: {mode:o}");
+    }
+    ok(fhec(&[
+        "encrypt",
+        s(&prog),
+        "--secret",
+        s(&sk),
+        "--input",
+        s(&input),
+        "-o",
+        s(&ct),
+        ins,
+    ]));
+    ok(fhec(&[
+        "eval",
+        s(&prog),
+        "--eval",
+        s(&evk),
+        "--input",
+        s(&ct),
+        "-o",
+        s(&out),
+        ins,
+    ]));
+    let r = ok(fhec(&[
+        "decrypt",
+        s(&prog),
+        "--secret",
+        s(&sk),
+        "--input",
+        s(&out),
+        "--json",
+        ins,
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let got: Vec<f64> = v["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    for j in 0..LEN {
+        let next = if j + 1 < LEN { x[j + 1] } else { 0.0 };
+        let want = (0.5 * x[j] - 0.25 * next).powi(2);
+        assert!(
+            (got[j] - want).abs() < 1e-3,
+            "slot {j}: {} vs {want}",
+            got[j]
+        );
+    }
+    assert_eq!(v["shape"], serde_json::json!([LEN]));
+
+    // The server refuses a secret key where evaluation keys belong.
+    let r = fhec(&[
+        "eval",
+        s(&prog),
+        "--eval",
+        s(&sk),
+        "--input",
+        s(&ct),
+        "-o",
+        s(&out),
+        ins,
+    ]);
+    assert!(!r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("secret key"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    // Keys of another key set.
+    let (sk2, evk2) = (d.join("c2.sk"), d.join("s2.evk"));
+    ok(fhec(&[
+        "keygen",
+        s(&prog),
+        "--secret",
+        s(&sk2),
+        "--eval",
+        s(&evk2),
+        ins,
+    ]));
+    let r = fhec(&[
+        "eval",
+        s(&prog),
+        "--eval",
+        s(&evk2),
+        "--input",
+        s(&ct),
+        "-o",
+        s(&out),
+        ins,
+    ]);
+    assert!(!r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("key set"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    // A truncated program.
+    let bytes = std::fs::read(&prog).unwrap();
+    std::fs::write(&prog, &bytes[..bytes.len() / 2]).unwrap();
+    let r = fhec(&[
+        "eval",
+        s(&prog),
+        "--eval",
+        s(&evk),
+        "--input",
+        s(&ct),
+        "-o",
+        s(&out),
+        ins,
+    ]);
+    assert!(!r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("truncated"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
