@@ -19,6 +19,7 @@ fn program() -> Program {
         masks: vec![],
         input: InputLayout {
             shape: vec![LEN],
+            image: None,
             cts: 1,
             placement: (0..LEN as u32).map(|k| (k, 0, k)).collect(),
             scale: 2f64.powi(40),

@@ -3,7 +3,7 @@
 //! symmetric encryption: half-size ciphertexts).
 
 use super::files::{load_program, read, write_atomic};
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use clap::Parser;
 use compiler::onnx::tensor;
 use runtime::ckks::{Encoder, Encryptor};
@@ -16,8 +16,11 @@ pub struct Args {
     #[arg(long)]
     secret: PathBuf,
     /// The input tensor as a serialized ONNX TensorProto.
+    #[arg(long, conflicts_with = "image", required_unless_present = "image")]
+    input: Option<PathBuf>,
+    /// An RGB PNG, normalised as the model was trained (image models only).
     #[arg(long)]
-    input: PathBuf,
+    image: Option<PathBuf>,
     #[arg(short, long)]
     output: PathBuf,
     #[arg(long)]
@@ -28,7 +31,22 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let (program, ctx) = load_program(&a.program, a.insecure_test_params)?;
     let sk = codec::secret_key_from_bytes(&read(&a.secret)?, &ctx)
         .with_context(|| format!("loading the secret key {}", a.secret.display()))?;
-    let t = tensor::read_pb(&a.input)?;
+    let t = match (&a.input, &a.image) {
+        (Some(p), _) => tensor::read_pb(p)?,
+        (None, Some(png)) => {
+            let norm = program
+                .input
+                .image
+                .as_ref()
+                .context("this program's input is not an image: give --input X.pb")?;
+            let shape = &program.input.shape;
+            if shape.len() != 4 || shape[1] != 3 {
+                bail!("this program's input {shape:?} is not a 3-channel NCHW image");
+            }
+            compiler::image::load_png(png, [shape[2], shape[3]], norm.mean, norm.std)?
+        }
+        (None, None) => bail!("give --input X.pb or --image IMG.png"),
+    };
     let packed = program.input.pack(t.data(), ctx.params().slots())?;
     let enc = Encoder::new(&ctx);
     let mut encryptor = Encryptor::new(&ctx);

@@ -40,11 +40,21 @@ impl SlotMask {
     }
 }
 
+/// How an RGB image becomes the input tensor: pixels scaled to [0, 1], then
+/// (p - mean) / std per channel, as the model was trained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageNormalization {
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+}
+
 /// How the client packs its input tensor: value `index` of the flattened tensor goes to
 /// slot `slot` of input ciphertext `ct` (registers 0..cts), at `scale` and `level`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InputLayout {
     pub shape: Vec<usize>,
+    /// Set when the input is an NCHW image the client may give as a PNG.
+    pub image: Option<ImageNormalization>,
     pub cts: u32,
     /// (tensor index, ciphertext, slot)
     pub placement: Vec<(u32, u32, u32)>,

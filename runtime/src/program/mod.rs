@@ -9,7 +9,7 @@ pub mod instr;
 pub mod requirements;
 
 pub use executor::Executor;
-pub use format::{InputLayout, OutputLayout, Program, SlotMask};
+pub use format::{ImageNormalization, InputLayout, OutputLayout, Program, SlotMask};
 pub use instr::{Instr, Linear, Reg};
 pub use requirements::KeyRequirements;
 

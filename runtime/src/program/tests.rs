@@ -70,6 +70,7 @@ fn program() -> Program {
         masks: vec![valid],
         input: InputLayout {
             shape: vec![2, LEN],
+            image: None,
             cts: 2,
             placement,
             scale: 2f64.powi(40),
