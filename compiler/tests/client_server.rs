@@ -37,7 +37,7 @@ fn program() -> Program {
                 steps: vec![0, 1],
                 masks: vec![None, None],
                 weights: vec![0.5, -0.25],
-                weight_scale: 2f64.powi(30),
+                weight_scale: 2f64.powi(40),
                 bias: None,
                 bias_mask: None,
             }),
@@ -149,7 +149,7 @@ fn keygen_encrypt_eval_decrypt_matches_f64() {
         let next = if j + 1 < LEN { x[j + 1] } else { 0.0 };
         let want = (0.5 * x[j] - 0.25 * next).powi(2);
         assert!(
-            (got[j] - want).abs() < 1e-3,
+            (got[j] - want).abs() < 1e-6,
             "slot {j}: {} vs {want}",
             got[j]
         );
