@@ -95,6 +95,20 @@ pub struct Prediction {
     pub all_keys_bytes: u64,
     /// Bytes of a fresh ciphertext.
     pub ciphertext_bytes: u64,
+    /// Bits of precision per activation that the rescale noise leaves (a model, checked
+    /// by runtime's ckks-selfcheck): each rescale adds r_0 + r_1 s with r uniform in
+    /// [-1/2, 1/2] and s ternary, sigma = sqrt(N) sqrt(2N/3) / sqrt(12) per slot, so at
+    /// 6 sigma and values up to the activation range the error is
+    /// 2^(log2 N - 2.08 + 2.58 + range bits - log2 Delta).
+    pub noise_precision_bits: f64,
+}
+
+/// Bits of precision a value in [-range, range] keeps at scale 2^log_delta and ring
+/// degree 2^log_n after one rescale (see [`Prediction::noise_precision_bits`]).
+pub fn noise_precision_bits(log_n: u32, log_delta: u32, range: f64) -> f64 {
+    let n = (1u64 << log_n) as f64;
+    let sigma = n.sqrt() * (2.0 * n / 3.0).sqrt() / 12f64.sqrt();
+    log_delta as f64 - (6.0 * sigma).log2() - range.max(1.0).log2()
 }
 
 /// A chosen parameter set.
@@ -333,6 +347,7 @@ pub fn select(
                     key_bytes,
                     all_keys_bytes: key_bytes * keys,
                     ciphertext_bytes: 2 * chain as u64 * n * 8,
+                    noise_precision_bits: noise_precision_bits(log_n, d, req.activation_range),
                 },
                 considered: vec![],
             };
@@ -419,6 +434,17 @@ fn no_fit(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn noise_model_matches_the_runtime_self_check() {
+        // ckks-selfcheck measures 4.9 bits (max error over 16384 slots, values < 1) at
+        // N = 2^15, Delta = 2^20; the 6-sigma model must not promise more.
+        let b = noise_precision_bits(15, 20, 1.0);
+        assert!((4.0..5.0).contains(&b), "{b}");
+        assert!(noise_precision_bits(16, 20, 1.0) < b);
+        assert!(noise_precision_bits(15, 21, 1.0) > b);
+        assert!(noise_precision_bits(15, 20, 4.0) < b - 1.9);
+    }
     use super::*;
 
     fn table(l: u32) -> Option<u32> {

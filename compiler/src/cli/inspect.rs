@@ -225,5 +225,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "cost model: {} key switches, predicted {:.0} s on one core (per-channel layout)",
         pr.key_switches, pr.seconds
     );
+    println!(
+        "noise model: rescale noise leaves about {:.1} bits per activation at this N and Delta{}",
+        pr.noise_precision_bits,
+        if pr.noise_precision_bits < 8.0 {
+            " (low: measure the end-to-end error before trusting the result)"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
