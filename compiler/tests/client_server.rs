@@ -56,6 +56,20 @@ fn fhec(args: &[&str]) -> std::process::Output {
         .expect("fhec runs")
 }
 
+/// Runs fhec expecting failure with `needle` in its error output.
+fn fails_with(args: &[&str], needle: &str) {
+    let r = fhec(args);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && err.contains(needle),
+        "expected '{needle}' in: {err}"
+    );
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -83,9 +97,10 @@ fn keygen_encrypt_eval_decrypt_matches_f64() {
     let ins = "--insecure-test-params";
 
     // Insecure parameters are refused without the opt-in.
-    let r = fhec(&["keygen", s(&prog), "--secret", s(&sk), "--eval", s(&evk)]);
-    assert!(!r.status.success());
-    assert!(String::from_utf8_lossy(&r.stderr).contains("INSECURE"));
+    fails_with(
+        &["keygen", s(&prog), "--secret", s(&sk), "--eval", s(&evk)],
+        "INSECURE",
+    );
 
     let ok = |r: std::process::Output| {
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
@@ -157,23 +172,22 @@ fn keygen_encrypt_eval_decrypt_matches_f64() {
     assert_eq!(v["shape"], serde_json::json!([LEN]));
 
     // The server refuses a secret key where evaluation keys belong.
-    let r = fhec(&[
-        "eval",
-        s(&prog),
-        "--eval",
-        s(&sk),
-        "--input",
-        s(&ct),
-        "-o",
-        s(&out),
-        ins,
-    ]);
-    assert!(!r.status.success());
-    assert!(
-        String::from_utf8_lossy(&r.stderr).contains("secret key"),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    let eval_with = |keys: &Path| -> Vec<String> {
+        [
+            "eval",
+            s(&prog),
+            "--eval",
+            s(keys),
+            "--input",
+            s(&ct),
+            "-o",
+            s(&out),
+            ins,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    fails_with(&refs(&eval_with(&sk)), "secret key");
     // Keys of another key set.
     let (sk2, evk2) = (d.join("c2.sk"), d.join("s2.evk"));
     ok(fhec(&[
@@ -185,42 +199,27 @@ fn keygen_encrypt_eval_decrypt_matches_f64() {
         s(&evk2),
         ins,
     ]));
-    let r = fhec(&[
-        "eval",
-        s(&prog),
-        "--eval",
-        s(&evk2),
-        "--input",
-        s(&ct),
-        "-o",
-        s(&out),
-        ins,
-    ]);
-    assert!(!r.status.success());
-    assert!(
-        String::from_utf8_lossy(&r.stderr).contains("key set"),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
+    fails_with(&refs(&eval_with(&evk2)), "key set");
+    // An image for a program whose input is not an image.
+    let png = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/cifar10/cifar10_00_3.png"
     );
+    let enc_image = [
+        "encrypt",
+        s(&prog),
+        "--secret",
+        s(&sk),
+        "--image",
+        png,
+        "-o",
+        s(&ct),
+        ins,
+    ];
+    fails_with(&enc_image, "not an image");
     // A truncated program.
     let bytes = std::fs::read(&prog).unwrap();
     std::fs::write(&prog, &bytes[..bytes.len() / 2]).unwrap();
-    let r = fhec(&[
-        "eval",
-        s(&prog),
-        "--eval",
-        s(&evk),
-        "--input",
-        s(&ct),
-        "-o",
-        s(&out),
-        ins,
-    ]);
-    assert!(!r.status.success());
-    assert!(
-        String::from_utf8_lossy(&r.stderr).contains("truncated"),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    fails_with(&refs(&eval_with(&evk)), "truncated");
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -36,21 +36,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .map(|(r, c)| Ok((*r, dec.decrypt(c)?)))
         .collect::<anyhow::Result<_>>()?;
     let out = program.output.gather(&decrypted)?;
-    let row = program
-        .output
-        .shape
-        .last()
-        .copied()
-        .unwrap_or(1)
-        .clamp(1, out.len().max(1));
-    let top1 = out[..row.min(out.len())]
-        .iter()
-        .enumerate()
-        .fold(
-            (0, f64::NEG_INFINITY),
-            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-        )
-        .0;
+    let top1 = super::top1(&out, program.output.shape.last().copied().unwrap_or(1));
     if a.json {
         println!(
             "{}",

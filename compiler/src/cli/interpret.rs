@@ -104,14 +104,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .unwrap_or(1)
         .max(1)
         .min(out.len());
-    let top1 = out.data()[..row]
-        .iter()
-        .enumerate()
-        .fold(
-            (0, f64::NEG_INFINITY),
-            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-        )
-        .0;
+    let top1 = super::top1(out.data(), row);
     if a.json {
         println!(
             "{}",
