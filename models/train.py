@@ -15,7 +15,8 @@ Everything a run needs to continue lives in its checkpoint directory
     train.log  one line per epoch (also copied to --log-copy, by default
                models/runs/<run-name>.log)
     final.pt   the final state dict (also copied to --weights-out if given)
---resume continues from last.pt; resuming a finished run is a no-op.
+--resume continues from last.pt; resuming a finished run is a no-op.  A file HOLD in
+the checkpoint root stops runs that have not started yet from starting.
 The data order and augmentation of epoch e depend only on (seed, e), so a resumed run
 follows the same trajectory as an uninterrupted one.
 
@@ -177,6 +178,12 @@ def main(argv=None):
         if args.weights_out is not None:
             copy_file(final_path, args.weights_out)
         copy_file(log_path, log_copy)
+
+    # A file HOLD in the checkpoint root pauses the queue: runs that have not started
+    # yet refuse to start (runs with a checkpoint still resume).
+    hold = args.ckpt_root / "HOLD"
+    if hold.exists() and not last_path.exists() and not trial:
+        sys.exit(f"{hold} exists: not starting {args.run_name}")
 
     # ---- resume ---------------------------------------------------------------
     ckpt = None
