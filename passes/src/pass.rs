@@ -153,6 +153,26 @@ pub(crate) mod testutil {
         worst
     }
 
+    /// The property every pass test checks: `pass` leaves a valid graph computing the
+    /// same function (relative error below 1e-9 on random inputs) and a second run changes
+    /// nothing. Returns the first run's report for pass-specific checks.
+    pub fn check_pass(
+        g: &mut Graph,
+        rng: &mut Rng,
+        pass: impl Fn(&mut Graph) -> Result<crate::pass::PassReport, crate::pass::PassError>,
+    ) -> Result<crate::pass::PassReport, proptest::test_runner::TestCaseError> {
+        let before = g.clone();
+        let rep = pass(g).unwrap();
+        g.validate().unwrap();
+        let inp = inputs(g, rng);
+        let err = rel_err(&before, g, &inp);
+        proptest::prop_assert!(err < 1e-9, "relative error {err:e}");
+        let mut again = g.clone();
+        let rep2 = pass(&mut again).unwrap();
+        proptest::prop_assert!(rep2.is_empty(), "not idempotent: {:?}", rep2);
+        Ok(rep)
+    }
+
     /// Random inputs for every graph input.
     pub fn inputs(g: &Graph, rng: &mut Rng) -> Vec<Tensor> {
         g.inputs()
