@@ -223,6 +223,13 @@ impl<'a> Executor<'a> {
                 ]
             })
             .collect();
+        // Distinct non-zero rotation steps: the same for every input.
+        let nonzero: Vec<i64> = {
+            let mut v: Vec<i64> = l.steps.iter().copied().filter(|&x| x != 0).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
         for (i, &s) in l.srcs.iter().enumerate() {
             let src = regs[s as usize].as_ref().ok_or_else(|| empty(s))?;
             if src.level() != level || ((src.scale - in_scale) / in_scale).abs() > 1e-9 {
@@ -230,12 +237,6 @@ impl<'a> Executor<'a> {
                     "Linear inputs differ in level or scale".into(),
                 ));
             }
-            let nonzero: Vec<i64> = {
-                let mut v: Vec<i64> = l.steps.iter().copied().filter(|&x| x != 0).collect();
-                v.sort_unstable();
-                v.dedup();
-                v
-            };
             // One shared decomposition; the rotations themselves run in parallel.
             let dec = ev.decompose_for_rotation(src)?;
             let rotated_list = nonzero
@@ -253,20 +254,22 @@ impl<'a> Executor<'a> {
                 .collect();
             acc.par_iter_mut().enumerate().for_each(|(o, a)| {
                 let base = (o * nsrc + i) * taps;
-                for (part, a_part) in a.iter_mut().enumerate() {
-                    for (j, t_j) in tables.iter().enumerate() {
-                        let m = t_j.modulus();
-                        let q = m.value();
-                        let mut srcs: Vec<&[u64]> = Vec::with_capacity(taps);
-                        let mut consts: Vec<(u64, u64)> = Vec::with_capacity(taps);
-                        for t in 0..taps {
-                            let k = int_weights[base + t];
-                            if l.masks[t].is_none() && k != 0 {
-                                let c = m.from_i64(k);
-                                srcs.push(rotated[t].parts[part].limb(j));
-                                consts.push((c, simd::shoup52(c, q)));
-                            }
-                        }
+                for (j, t_j) in tables.iter().enumerate() {
+                    let m = t_j.modulus();
+                    let q = m.value();
+                    // Residues of the unmasked integer weights, shared by both parts.
+                    let (unmasked, consts): (Vec<usize>, Vec<(u64, u64)>) = (0..taps)
+                        .filter(|&t| l.masks[t].is_none() && int_weights[base + t] != 0)
+                        .map(|t| {
+                            let c = m.from_i64(int_weights[base + t]);
+                            (t, (c, simd::shoup52(c, q)))
+                        })
+                        .unzip();
+                    for (part, a_part) in a.iter_mut().enumerate() {
+                        let srcs: Vec<&[u64]> = unmasked
+                            .iter()
+                            .map(|&t| rotated[t].parts[part].limb(j))
+                            .collect();
                         let acc_limb = a_part.limb_mut(j);
                         if !simd::mac(acc_limb, &srcs, &consts, q) {
                             for (src, &(c, _)) in srcs.iter().zip(&consts) {
