@@ -72,7 +72,6 @@ mod tests {
             let mut rng = Rng(seed);
             let mut g = random_net(&mut rng);
             check_pass(&mut g, &mut rng, run)?;
-            prop_assert!(run(&mut g).unwrap().is_empty());
         }
     }
 }

@@ -74,7 +74,6 @@ mod tests {
                     prop_assert!(!matches!(g.node(s).op, Op::Conv(_)) || sole_consumer(&g, s).is_none());
                 }
             }
-            prop_assert!(run(&mut g).unwrap().is_empty());
         }
     }
 }

@@ -191,7 +191,6 @@ mod tests {
             for id in g.node_ids() {
                 prop_assert!(!matches!(g.node(id).op, Op::MatMul | Op::BatchNorm(_)));
             }
-            prop_assert!(run(&mut g).unwrap().is_empty());
         }
     }
 }

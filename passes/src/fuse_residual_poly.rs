@@ -109,7 +109,6 @@ mod tests {
             // Without Conv -> BN folding first, every residual block has the pattern.
             let mut g = random_net(&mut rng);
             check_pass(&mut g, &mut rng, run)?;
-            prop_assert!(run(&mut g).unwrap().is_empty());
         }
     }
 

@@ -48,8 +48,6 @@ mod tests {
             for id in g.node_ids() {
                 prop_assert!(!matches!(g.node(id).op, Op::AveragePool(_) | Op::GlobalAveragePool));
             }
-            let rep = run(&mut g).unwrap();
-            prop_assert!(rep.is_empty(), "{:?}", rep);
         }
     }
 }
