@@ -3,7 +3,7 @@
 //! program's output layout; `--json` prints `{"output", "shape", "top1"}` like
 //! `fhec interpret --json`.
 
-use super::files::{load_program, read};
+use super::files::{load_secret, read, ProgramArg};
 use anyhow::Context as _;
 use clap::Parser;
 use runtime::ckks::Decryptor;
@@ -13,21 +13,19 @@ use std::path::PathBuf;
 
 #[derive(Parser)]
 pub struct Args {
-    program: PathBuf,
+    #[command(flatten)]
+    program: ProgramArg,
     #[arg(long)]
     secret: PathBuf,
     #[arg(long)]
     input: PathBuf,
     #[arg(long)]
     json: bool,
-    #[arg(long)]
-    insecure_test_params: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (program, ctx) = load_program(&a.program, a.insecure_test_params)?;
-    let sk = codec::secret_key_from_bytes(&read(&a.secret)?, &ctx)
-        .with_context(|| format!("loading the secret key {}", a.secret.display()))?;
+    let (program, ctx) = a.program.load()?;
+    let sk = load_secret(&a.secret, &ctx)?;
     let cts = codec::ciphertexts_from_bytes(&read(&a.input)?, &ctx)
         .with_context(|| format!("loading {}", a.input.display()))?;
     let dec = Decryptor::new(&ctx, &sk);

@@ -2,7 +2,7 @@
 //! packs the input tensor by the program's input layout and encrypts it (seeded
 //! symmetric encryption: half-size ciphertexts).
 
-use super::files::{load_program, read, write_atomic};
+use super::files::{load_secret, write_atomic, ProgramArg};
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use compiler::onnx::tensor;
@@ -12,7 +12,8 @@ use std::path::PathBuf;
 
 #[derive(Parser)]
 pub struct Args {
-    program: PathBuf,
+    #[command(flatten)]
+    program: ProgramArg,
     #[arg(long)]
     secret: PathBuf,
     /// The input tensor as a serialized ONNX TensorProto.
@@ -23,14 +24,11 @@ pub struct Args {
     image: Option<PathBuf>,
     #[arg(short, long)]
     output: PathBuf,
-    #[arg(long)]
-    insecure_test_params: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (program, ctx) = load_program(&a.program, a.insecure_test_params)?;
-    let sk = codec::secret_key_from_bytes(&read(&a.secret)?, &ctx)
-        .with_context(|| format!("loading the secret key {}", a.secret.display()))?;
+    let (program, ctx) = a.program.load()?;
+    let sk = load_secret(&a.secret, &ctx)?;
     let t = match (&a.input, &a.image) {
         (Some(p), _) => tensor::read_pb(p)?,
         (None, Some(png)) => {

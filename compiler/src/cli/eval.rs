@@ -2,7 +2,7 @@
 //! the program on the encrypted input with evaluation keys only; it never reads a secret
 //! key (a secret-key file given as `--eval` is refused by its file kind).
 
-use super::files::{load_program, read, write_atomic};
+use super::files::{read, write_atomic, ProgramArg};
 use anyhow::Context as _;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -12,7 +12,8 @@ use std::path::PathBuf;
 
 #[derive(Parser)]
 pub struct Args {
-    program: PathBuf,
+    #[command(flatten)]
+    program: ProgramArg,
     /// The evaluation keys from `fhec keygen`.
     #[arg(long)]
     eval: PathBuf,
@@ -20,12 +21,10 @@ pub struct Args {
     input: PathBuf,
     #[arg(short, long)]
     output: PathBuf,
-    #[arg(long)]
-    insecure_test_params: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (program, ctx) = load_program(&a.program, a.insecure_test_params)?;
+    let (program, ctx) = a.program.load()?;
     let keys = codec::eval_keys_from_bytes(&read(&a.eval)?, &ctx)
         .with_context(|| format!("loading the evaluation keys {}", a.eval.display()))?;
     let mut inputs = codec::ciphertexts_from_bytes(&read(&a.input)?, &ctx)

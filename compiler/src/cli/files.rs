@@ -12,6 +12,28 @@ use std::sync::Arc;
 /// The one loudly named opt-in for insecure test parameters.
 pub const INSECURE_FLAG: &str = "--insecure-test-params";
 
+/// The program argument every client/server verb takes, with the insecure opt-in.
+#[derive(clap::Args)]
+pub struct ProgramArg {
+    /// The compiled program (.fheprog).
+    pub program: std::path::PathBuf,
+    /// Accept a program built with INSECURE test parameters.
+    #[arg(long)]
+    pub insecure_test_params: bool,
+}
+
+impl ProgramArg {
+    pub fn load(&self) -> anyhow::Result<(Program, Arc<Context>)> {
+        load_program(&self.program, self.insecure_test_params)
+    }
+}
+
+/// Loads the client's secret key for `ctx`'s parameters.
+pub fn load_secret(path: &Path, ctx: &Context) -> anyhow::Result<runtime::ckks::SecretKey> {
+    runtime::codec::secret_key_from_bytes(&read(path)?, ctx)
+        .with_context(|| format!("loading the secret key {}", path.display()))
+}
+
 /// Loads and validates a program and builds its CKKS context.
 pub fn load_program(path: &Path, insecure_ok: bool) -> anyhow::Result<(Program, Arc<Context>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;

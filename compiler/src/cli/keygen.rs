@@ -2,7 +2,7 @@
 //! secret key and exactly the evaluation keys the program needs (derived from it), each
 //! generated at the level where it is used.
 
-use super::files::{load_program, write_atomic};
+use super::files::{write_atomic, ProgramArg};
 use clap::Parser;
 use runtime::ckks::KeyGenerator;
 use runtime::codec;
@@ -11,21 +11,18 @@ use std::path::PathBuf;
 
 #[derive(Parser)]
 pub struct Args {
-    /// The compiled program.
-    program: PathBuf,
+    #[command(flatten)]
+    program: ProgramArg,
     /// Where to write the secret key (stays on the client).
     #[arg(long)]
     secret: PathBuf,
     /// Where to write the evaluation keys (sent to the server).
     #[arg(long)]
     eval: PathBuf,
-    /// Accept a program built with INSECURE test parameters.
-    #[arg(long)]
-    insecure_test_params: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (program, ctx) = load_program(&a.program, a.insecure_test_params)?;
+    let (program, ctx) = a.program.load()?;
     let req = KeyRequirements::of(&program)?;
     let mut kg = KeyGenerator::new(&ctx);
     let sk = kg.secret_key();
