@@ -26,6 +26,7 @@ Usage:
     python models/export.py            # everything
     python models/export.py --tiny     # only the tiny test models
     python models/export.py --resnets  # only the ResNets
+    python models/export.py --only resnet20_quad   # one ResNet (both exporters)
 """
 
 import os
@@ -206,9 +207,15 @@ def resnet_specs():
     return specs
 
 
-def export_resnets():
+def export_resnets(only=None):
     ONNX_DIR.mkdir(parents=True, exist_ok=True)
-    for name, depth, act, weights in resnet_specs():
+    specs = resnet_specs()
+    if only:
+        unknown = set(only) - {s[0] for s in specs}
+        if unknown:
+            raise SystemExit(f"--only: no such ResNet {sorted(unknown)}; known: {[s[0] for s in specs]}")
+        specs = [s for s in specs if s[0] in only]
+    for name, depth, act, weights in specs:
         torch.manual_seed(1000 + depth)
         model = rc.build(depth, act, weights)
         if weights is None:
@@ -336,13 +343,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="only the tiny test models")
     ap.add_argument("--resnets", action="store_true", help="only the ResNets")
+    ap.add_argument("--only", default="",
+                    help="comma-separated ResNet names to export (e.g. resnet20_quad); implies --resnets")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if not args.resnets:
+    only = [n for n in args.only.split(",") if n]
+    if not args.resnets and not only:
         export_tiny()
     if not args.tiny:
-        export_resnets()
+        export_resnets(only)
 
 
 if __name__ == "__main__":

@@ -182,6 +182,31 @@ def build(depth=20, act="relu", weights=None) -> ResNetCifar:
     return load_state(model, blob)
 
 
+@torch.no_grad()
+def rescale_relu_equivalent(model: ResNetCifar, t: float, s: float) -> ResNetCifar:
+    """Rescale activation inputs in a way that leaves a ReLU network's function unchanged
+    (ReLU(c x) = c ReLU(x) for c > 0), to start quadratic fine-tuning with
+    pre-activations closer to [-2, 2]:
+      * the residual stream (stem activation and every activation after a residual add,
+        all joined by the shortcuts) is multiplied by t: stem bn1 and every block's bn2
+        affine parameters times t, every block's conv1 weight and the linear weight / t;
+      * the activation inside each block is multiplied by s: bn1 affine times s, conv2
+        weight / s.
+    BN running statistics are untouched (each conv's output scale is unchanged)."""
+    model.bn1.weight *= t
+    model.bn1.bias *= t
+    for layer in (model.layer1, model.layer2, model.layer3):
+        for b in layer:
+            b.bn1.weight *= s
+            b.bn1.bias *= s
+            b.conv2.weight /= s
+            b.bn2.weight *= t
+            b.bn2.bias *= t
+            b.conv1.weight /= t
+    model.linear.weight /= t
+    return model
+
+
 def normalise(x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
     """uint8 (N,32,32,3) RGB -> float (N,3,32,32) normalised with MEAN/STD."""
     x = x_uint8_nhwc.permute(0, 3, 1, 2).float().div_(255.0)

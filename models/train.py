@@ -5,9 +5,11 @@ Starts from the shared pretrained ReLU weights (or random init) and trains with
 where a runs over every pre-activation tensor (input of each activation, whole batch,
 plain L2 norm, not squared) and B = 2.  Penalty warm-up: epoch 1 uses zeta/100 and no
 cross-entropy, epoch 2 zeta/50, epoch 3 zeta/10, epoch 4 zeta/5, then zeta
-(--zeta-warmup, --no-ce-epochs).  SGD with momentum and weight decay, linear lr warm-up
-then cosine decay (per step), random crop (pad 4) + horizontal flip, gradient-norm
-clipping, non-finite steps skipped (and counted).
+(--zeta-warmup, --no-ce-epochs).  For fine-tuning, --warmup-stage-steps N compresses
+the same warm-up: each multiplier then lasts N optimizer steps instead of one epoch
+(and --no-ce-epochs counts those N-step stages), after which zeta applies.  SGD with
+momentum and weight decay, linear lr warm-up then cosine decay (per step), random crop
+(pad 4) + horizontal flip, gradient-norm clipping, non-finite steps skipped (and counted).
 
 Everything a run needs to continue lives in its checkpoint directory
 (default ~/.cache/fhec/train/<run-name>/, outside the work tree):
@@ -15,7 +17,12 @@ Everything a run needs to continue lives in its checkpoint directory
     train.log  one line per epoch (also copied to --log-copy, by default
                models/runs/<run-name>.log)
     final.pt   the final state dict (also copied to --weights-out if given)
---resume continues from last.pt; resuming a finished run is a no-op.  A file HOLD in
+Every --repo-ckpt-every epochs (and after the last) last.pt is also copied into the work
+tree, models/checkpoints/<run-name>/last.pt (a few MB, meant to be committed so that a
+run survives the loss of the machine).
+--resume continues from last.pt, or, when the checkpoint directory has none, from the
+work-tree copy (the log is then seeded from models/runs/<run-name>.log); resuming a
+finished run is a no-op.  A file HOLD in
 the checkpoint root stops runs that have not started yet from starting.
 The data order and augmentation of epoch e depend only on (seed, e), so a resumed run
 follows the same trajectory as an uninterrupted one.
@@ -60,6 +67,9 @@ def parse_args(argv=None):
     ap.add_argument("--depth", type=int, default=20, choices=sorted(rc.DEPTHS))
     ap.add_argument("--act", default="quad", choices=["quad", "relu"])
     ap.add_argument("--init", default="shared", help='"shared", "random" or a state-dict file')
+    ap.add_argument("--init-scale", default="",
+                    help='"T,S": rescale the initial weights ReLU-equivalently, residual stream '
+                         'times T and in-block activations times S (resnet_cifar.rescale_relu_equivalent)')
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--lr-warmup-epochs", type=float, default=1.0)
@@ -70,7 +80,10 @@ def parse_args(argv=None):
     ap.add_argument("--zeta-warmup", default="0.01,0.02,0.1,0.2",
                     help="multipliers of zeta for epochs 1,2,...; later epochs use 1")
     ap.add_argument("--no-ce-epochs", type=int, default=1,
-                    help="first epochs trained on the penalty alone (no cross-entropy)")
+                    help="first epochs (or warm-up stages) trained on the penalty alone (no CE)")
+    ap.add_argument("--warmup-stage-steps", type=int, default=0,
+                    help="length in steps of each penalty warm-up stage (0: one epoch each, "
+                         "as in the reference recipe)")
     ap.add_argument("--bound", type=float, default=rc.QUAD_RANGE)
     ap.add_argument("--clip", type=float, default=1.0, help="max gradient L2 norm (0: off)")
     ap.add_argument("--seed", type=int, default=0)
@@ -81,6 +94,9 @@ def parse_args(argv=None):
                     help="copy the final state dict here (e.g. models/weights/resnet20_quad.pt)")
     ap.add_argument("--log-copy", type=Path, default=None,
                     help="copy train.log here after every epoch (default models/runs/<run>.log)")
+    ap.add_argument("--repo-ckpt-every", type=int, default=2,
+                    help="copy last.pt to models/checkpoints/<run>/ every N epochs (0: never)")
+    ap.add_argument("--repo-ckpt-dir", type=Path, default=REPO_ROOT / "models" / "checkpoints")
     ap.add_argument("--max-steps", type=int, default=0,
                     help="sanity trial: stop after this many steps (no checkpoint)")
     ap.add_argument("--steps-per-epoch", type=int, default=0,
@@ -94,14 +110,21 @@ def parse_args(argv=None):
 
 
 # Arguments that define the trajectory; a resumed run must agree on them.
-TRAJECTORY_KEYS = ["depth", "act", "init", "epochs", "lr", "lr_warmup_epochs", "momentum",
-                   "wd", "batch", "zeta", "zeta_warmup", "no_ce_epochs", "bound", "clip", "seed",
-                   "steps_per_epoch"]
+TRAJECTORY_KEYS = ["depth", "act", "init", "init_scale", "epochs", "lr", "lr_warmup_epochs", "momentum",
+                   "wd", "batch", "zeta", "zeta_warmup", "no_ce_epochs", "warmup_stage_steps", "bound",
+                   "clip", "seed", "steps_per_epoch"]
 
 
-def zeta_for_epoch(args, epoch):  # epoch is 1-based
+def warmup_stage(args, epoch, step):
+    """0-based penalty warm-up stage of a step (epoch 1-based, step the 0-based global step)."""
+    return step // args.warmup_stage_steps if args.warmup_stage_steps > 0 else epoch - 1
+
+
+def zeta_and_ce(args, epoch, step):
+    """(zeta, whether CE is used) for one optimizer step."""
     mult = [float(m) for m in args.zeta_warmup.split(",") if m.strip()]
-    return args.zeta * (mult[epoch - 1] if epoch <= len(mult) else 1.0)
+    stage = warmup_stage(args, epoch, step)
+    return args.zeta * (mult[stage] if stage < len(mult) else 1.0), stage >= args.no_ce_epochs
 
 
 def lr_lambda_factory(total_steps, warm_steps):
@@ -187,10 +210,19 @@ def main(argv=None):
 
     # ---- resume ---------------------------------------------------------------
     ckpt = None
+    repo_last = args.repo_ckpt_dir / args.run_name / "last.pt"
+    if args.resume and not last_path.exists() and repo_last.exists() and not trial:
+        # Fresh machine: continue from the committed copy (and its committed log).
+        copy_file(repo_last, last_path)
+        if not log_path.exists() and log_copy.exists():
+            copy_file(log_copy, log_path)
+        print(f"{args.run_name}: no {last_path}; resuming from the work-tree copy {repo_last}")
     if args.resume and last_path.exists() and not trial:
         ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
         saved = ckpt["args"]
-        diff = {k: (saved[k], getattr(args, k)) for k in TRAJECTORY_KEYS if saved[k] != getattr(args, k)}
+        diff = {k: (saved.get(k, parse_args(["--run-name", "x"]).__dict__[k]), getattr(args, k))
+                for k in TRAJECTORY_KEYS}
+        diff = {k: v for k, v in diff.items() if v[0] != v[1]}
         if diff:
             sys.exit(f"{last_path}: arguments differ from the checkpointed run: {diff}")
         if ckpt["epoch"] >= args.epochs:
@@ -213,6 +245,9 @@ def main(argv=None):
 
     init = None if args.init == "random" else args.init
     model = rc.build(args.depth, args.act, init)
+    if args.init_scale:
+        t, s = (float(v) for v in args.init_scale.split(","))
+        rc.rescale_relu_equivalent(model, t, s)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
@@ -229,7 +264,8 @@ def main(argv=None):
         sched.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
         start_epoch = ckpt["epoch"]
-        log(f"# resumed {args.run_name} after epoch {start_epoch} at {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        log(f"# resumed {args.run_name} after epoch {start_epoch} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+            " (epochs after that one logged above, if any, are redone)")
     else:
         if not trial:
             log(f"# run {args.run_name} started {time.strftime('%Y-%m-%d %H:%M:%S')} "
@@ -243,20 +279,20 @@ def main(argv=None):
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch + 1, args.epochs + 1):
         t0 = time.time()
-        zeta = zeta_for_epoch(args, epoch)
-        use_ce = epoch > args.no_ce_epochs
         rng = np.random.default_rng([args.seed, epoch])
         perm = rng.permutation(len(x_train))
         model.train()
         model.set_record(True)
         sums = dict(ce=0.0, pen=0.0, loss=0.0, correct=0, n=0, gnorm=0.0, skipped=0,
-                    out=0, pre=0, maxpre=0.0)
+                    out=0, pre=0, maxpre=0.0, ce_steps=0)
         bar = tqdm(range(steps_per_epoch), desc=f"{args.run_name} ep {epoch}/{args.epochs}",
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=sys.stderr.isatty())
         for b in bar:
             idx = perm[b * args.batch:(b + 1) * args.batch]
             x = rc.normalise(torch.from_numpy(augment_batch(x_pad, idx, rng)))
             y = torch.from_numpy(y_train[idx])
+            zeta, use_ce = zeta_and_ce(args, epoch, step)
+            sums["ce_steps"] += int(use_ce)
             logits = model(x)
             ce = F.cross_entropy(logits, y)
             pre = model.preacts()
@@ -293,14 +329,15 @@ def main(argv=None):
             sums["n"] += len(idx)
             k = b + 1 - sums["skipped"]
             bar.set_postfix(ce=f"{sums['ce'] / max(k, 1):.3f}", pen=f"{sums['pen'] / max(k, 1):.3g}",
-                            lr=f"{sched.get_last_lr()[0]:.2e}")
+                            lr=f"{sched.get_last_lr()[0]:.2e}", refresh=False)
             if trial and step >= args.max_steps:
                 break
         bar.close()
         k = max(1, (b + 1) - sums["skipped"])
         model.set_record(False)
         r = ev.evaluate(model, x_test, y_test, args.eval_batch, stats=True, bound=args.bound)
-        line = (f"epoch {epoch} lr {sched.get_last_lr()[0]:.3e} zeta {zeta:.1e} ce_used {int(use_ce)} "
+        line = (f"epoch {epoch} lr {sched.get_last_lr()[0]:.3e} zeta {zeta:.1e} "
+                f"ce_used {sums['ce_steps'] / max(b + 1, 1):.3g} "
                 f"loss {sums['loss'] / k:.4f} ce {sums['ce'] / k:.4f} penalty {sums['pen'] / k:.4g} "
                 f"train_acc {100.0 * sums['correct'] / max(sums['n'], 1):.2f} "
                 f"train_frac_out {sums['out'] / max(sums['pre'], 1):.3e} train_max_pre {sums['maxpre']:.4g} "
@@ -314,6 +351,8 @@ def main(argv=None):
                          scheduler=sched.state_dict(), rng=rng_state(), epoch=epoch,
                          args={k: getattr(args, k) for k in TRAJECTORY_KEYS},
                          last_eval=r), last_path)
+        if args.repo_ckpt_every and (epoch % args.repo_ckpt_every == 0 or epoch == args.epochs):
+            copy_file(last_path, repo_last)
         if args.stop_after and epoch >= args.stop_after and epoch < args.epochs:
             log(f"# stopped after epoch {epoch} (--stop-after); --resume continues")
             return
