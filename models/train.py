@@ -10,6 +10,8 @@ the same warm-up: each multiplier then lasts N optimizer steps instead of one ep
 (and --no-ce-epochs counts those N-step stages), after which zeta applies.  SGD with
 momentum and weight decay, linear lr warm-up then cosine decay (per step), random crop
 (pad 4) + horizontal flip, gradient-norm clipping, non-finite steps skipped (and counted).
+Optional (off by default, not used by train_all.sh): --kd-alpha distils from the shared
+ReLU model of the same depth; --init-scale rescales the ReLU weights before training.
 
 Everything a run needs to continue lives in its checkpoint directory
 (default ~/.cache/fhec/train/<run-name>/, outside the work tree):
@@ -84,6 +86,10 @@ def parse_args(argv=None):
     ap.add_argument("--warmup-stage-steps", type=int, default=0,
                     help="length in steps of each penalty warm-up stage (0: one epoch each, "
                          "as in the reference recipe)")
+    ap.add_argument("--kd-alpha", type=float, default=0.0,
+                    help="weight of distillation from the shared ReLU model (0: plain CE); the "
+                         "CE term becomes (1-a) CE + a T^2 KL(teacher || student) at temperature T")
+    ap.add_argument("--kd-temp", type=float, default=4.0)
     ap.add_argument("--bound", type=float, default=rc.QUAD_RANGE)
     ap.add_argument("--clip", type=float, default=1.0, help="max gradient L2 norm (0: off)")
     ap.add_argument("--seed", type=int, default=0)
@@ -111,7 +117,7 @@ def parse_args(argv=None):
 
 # Arguments that define the trajectory; a resumed run must agree on them.
 TRAJECTORY_KEYS = ["depth", "act", "init", "init_scale", "epochs", "lr", "lr_warmup_epochs", "momentum",
-                   "wd", "batch", "zeta", "zeta_warmup", "no_ce_epochs", "warmup_stage_steps", "bound",
+                   "wd", "batch", "zeta", "zeta_warmup", "no_ce_epochs", "warmup_stage_steps", "kd_alpha", "kd_temp", "bound",
                    "clip", "seed", "steps_per_epoch"]
 
 
@@ -275,6 +281,11 @@ def main(argv=None):
                 log(f"epoch 0 test_acc {r0['acc']:.2f} frac_out {r0['frac_out']:.3e} "
                     f"max_pre {r0['max_pre']:.4g} (initial weights, before any training)")
 
+    teacher = None
+    if args.kd_alpha > 0:
+        teacher = rc.build(args.depth, "relu", "shared").eval()
+        for q in teacher.parameters():
+            q.requires_grad_(False)
     model.set_record(args.act == "quad" or args.zeta > 0)
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch + 1, args.epochs + 1):
@@ -295,13 +306,21 @@ def main(argv=None):
             sums["ce_steps"] += int(use_ce)
             logits = model(x)
             ce = F.cross_entropy(logits, y)
+            task = ce
+            if teacher is not None:
+                with torch.no_grad():
+                    t_logits = teacher(x)
+                T = args.kd_temp
+                kd = F.kl_div(F.log_softmax(logits / T, 1), F.log_softmax(t_logits / T, 1),
+                              reduction="batchmean", log_target=True) * T * T
+                task = (1 - args.kd_alpha) * ce + args.kd_alpha * kd
             pre = model.preacts()
             pen = range_penalty(pre, args.bound)
             with torch.no_grad():
                 sums["out"] += sum(int((a.abs() > args.bound).sum()) for a in pre)
                 sums["pre"] += sum(a.numel() for a in pre)
                 sums["maxpre"] = max(sums["maxpre"], max(float(a.abs().max()) for a in pre))
-            loss = (ce if use_ce else 0.0 * ce) + zeta * pen
+            loss = (task if use_ce else 0.0 * task) + zeta * pen
             opt.zero_grad(set_to_none=True)
             if not math.isfinite(loss.item()):
                 sums["skipped"] += 1
