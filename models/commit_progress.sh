@@ -8,10 +8,12 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 msg="${1:-training progress: $(date -u '+%F %H:%M') UTC}"
-paths=()
-for p in models/runs models/checkpoints models/weights; do [ -e "$p" ] && paths+=("$p"); done
 for try in 1 2 3 4 5 6 7 8 9 10; do
-  if git add -- "${paths[@]}" 2>/dev/null; then
+  paths=()
+  for p in models/runs models/checkpoints models/weights; do
+    [ -n "$(find "$p" -type f 2>/dev/null | head -1)" ] && paths+=("$p")
+  done
+  if git add -- "${paths[@]}"; then
     if git diff --cached --quiet -- "${paths[@]}"; then echo "nothing to commit"; exit 0; fi
     if git commit -q -m "$msg" -- "${paths[@]}"; then git log --oneline -1; exit 0; fi
   fi
