@@ -100,6 +100,30 @@ pub fn load_png(
     Tensor::new(vec![1, 3, h, w], data).map_err(|e| unsuitable(e.to_string()))
 }
 
+/// The image normalisation a program records for its input: for a 3-channel NCHW input,
+/// the model's `mean` / `std` metadata (raw [0, 1] pixels when it has none); `None` for
+/// other inputs.
+pub fn normalization(
+    metadata: &[(String, String)],
+    graph: &passes::ir::Graph,
+) -> Option<runtime::program::ImageNormalization> {
+    let shape = &graph.node(*graph.inputs().first()?).shape;
+    if shape.len() != 4 || shape[1] != 3 {
+        return None;
+    }
+    let get = |k: &str| {
+        metadata
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let (mean, std) = match (get("mean"), get("std")) {
+        (Some(m), Some(s)) => (parse_triple(m).ok()?, parse_triple(s).ok()?),
+        _ => ([0.0; 3], [1.0; 3]),
+    };
+    Some(runtime::program::ImageNormalization { mean, std })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

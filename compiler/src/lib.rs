@@ -1,6 +1,8 @@
 //! ONNX importer, pass pipeline and lowering to the runtime's program format.
 
+pub mod e2e;
 pub mod image;
+pub mod lower;
 pub mod onnx;
 pub mod pipeline;
 

@@ -109,7 +109,14 @@ pub fn min_log_n(g: &Graph) -> u32 {
 /// Rewrites, annotates levels and selects parameters.
 pub fn plan(graph: Graph, req: &ParamRequest) -> Result<Planned, PipelineError> {
     let rewritten = rewrite(graph)?;
-    let plan = assign_levels::run(&rewritten.graph)?;
+    let mut plan = assign_levels::run(&rewritten.graph)?;
+    // A program whose only product uses the last prime would take its input at Delta and
+    // rotate it there, where key-switching noise costs several bits; one tower lets the
+    // input sit at Delta^2 instead.
+    if plan.towers == 0 && plan.depth > 0 {
+        plan.towers = 1;
+        plan.final_scale_exp = 1;
+    }
     let mut req = req.clone();
     req.min_log_n = req.min_log_n.max(min_log_n(&rewritten.graph));
     let params = select_params::select(&rewritten.graph, &plan, &req, &security_table)?;

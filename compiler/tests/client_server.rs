@@ -17,6 +17,7 @@ fn program() -> Program {
     Program {
         params,
         masks: vec![],
+        vectors: vec![],
         input: InputLayout {
             shape: vec![LEN],
             image: None,

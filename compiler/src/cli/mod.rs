@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod compile;
 mod decrypt;
 mod encrypt;
 mod eval;
@@ -10,6 +11,7 @@ mod graph;
 mod inspect;
 mod interpret;
 mod keygen;
+mod run;
 
 /// fhec: compile ONNX CNNs to leveled RNS-CKKS programs.
 #[derive(Parser)]
@@ -27,6 +29,11 @@ enum Cmd {
     Interpret(interpret::Args),
     /// Run the passes, assign levels and choose parameters; show per-layer levels.
     Inspect(inspect::Args),
+    /// Compile a model to a .fheprog (passes, levels, parameters, lowering).
+    Compile(compile::Args),
+    /// Compile, then keygen, encrypt, evaluate and decrypt in one process, next to the
+    /// plaintext reference.
+    Run(run::Args),
     /// Client: make a secret key and the evaluation keys a program needs.
     Keygen(keygen::Args),
     /// Client: encrypt an input for a program.
@@ -42,6 +49,8 @@ pub fn run() -> anyhow::Result<()> {
         Cmd::Graph(a) => graph::run(a),
         Cmd::Interpret(a) => interpret::run(a),
         Cmd::Inspect(a) => inspect::run(a),
+        Cmd::Compile(a) => compile::run(a),
+        Cmd::Run(a) => run::run(a),
         Cmd::Keygen(a) => keygen::run(a),
         Cmd::Encrypt(a) => encrypt::run(a),
         Cmd::Eval(a) => eval::run(a),

@@ -21,6 +21,10 @@ use crate::program::requirements::KeyRequirements;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
+/// Masked-tap plaintexts of one `Linear` are cached (shared by all outputs) up to this
+/// many bytes; larger layers encode each where it is used.
+const MASKED_CACHE_BYTES: usize = 1 << 30;
+
 /// A program bound to its context and evaluation keys.
 pub struct Executor<'a> {
     ctx: &'a Context,
@@ -112,6 +116,27 @@ impl<'a> Executor<'a> {
         };
         match ins {
             Instr::Linear(l) => self.linear(ev, l, regs)?,
+            Instr::Dot(d) => {
+                let enc = Encoder::new(self.ctx);
+                let slots = self.ctx.params().slots();
+                let terms = d
+                    .srcs
+                    .par_iter()
+                    .zip(&d.vectors)
+                    .map(|(&s, &v)| {
+                        let x = regs[s as usize].as_ref().ok_or_else(|| empty(s))?;
+                        let values = self.program.vectors[v as usize].to_values(slots);
+                        let pt = enc.encode(&values, d.scale, x.level())?;
+                        ev.mul_plain(x, &pt)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let mut it = terms.into_iter();
+                let mut acc = it.next().ok_or_else(|| empty(d.dst))?;
+                for t in it {
+                    ev.add_assign(&mut acc, &t)?;
+                }
+                regs[d.dst as usize] = Some(acc);
+            }
             Instr::Add { dst, a, b } => {
                 let x = regs[*a as usize].as_ref().ok_or_else(|| empty(*a))?;
                 let y = regs[*b as usize].as_ref().ok_or_else(|| empty(*b))?;
@@ -175,9 +200,12 @@ impl<'a> Executor<'a> {
         let nsrc = l.srcs.len();
         let enc = Encoder::new(ctx);
         let slots = ctx.params().slots();
-        // Masked products: one plaintext per distinct (mask, weight), shared by all outputs.
-        let mut plain: HashMap<(u32, u64), Plaintext> = HashMap::new();
+        // Masked products: the plaintext w * mask at the weight scale. The distinct
+        // (mask, weight) pairs are encoded once and shared by all outputs when they fit the
+        // cache budget (clustered weights); otherwise each is encoded where it is used,
+        // so memory stays bounded for any layer.
         let mut mask_coeffs: HashMap<u32, Vec<f64>> = HashMap::new();
+        let mut distinct: Vec<(u32, u64)> = vec![];
         for (t, m) in l.masks.iter().enumerate() {
             if let Some(m) = m {
                 if !mask_coeffs.contains_key(m) {
@@ -188,18 +216,36 @@ impl<'a> Executor<'a> {
                         .collect();
                     mask_coeffs.insert(*m, enc.coefficients(&v)?);
                 }
-                let coeffs = &mask_coeffs[m];
                 for o in 0..l.dsts.len() {
                     for i in 0..nsrc {
                         let w = l.weights[(o * nsrc + i) * taps + t];
-                        if w != 0.0 && !plain.contains_key(&(*m, w.to_bits())) {
-                            let pt = enc.encode_coefficients(coeffs, w, l.weight_scale, level)?;
-                            plain.insert((*m, w.to_bits()), pt);
+                        if w != 0.0 {
+                            distinct.push((*m, w.to_bits()));
                         }
                     }
                 }
             }
         }
+        distinct.sort_unstable();
+        distinct.dedup();
+        let pt_bytes = (level + 1) * n * 8;
+        let cached = distinct.len().saturating_mul(pt_bytes) <= MASKED_CACHE_BYTES;
+        let plain: HashMap<(u32, u64), Plaintext> = if cached {
+            distinct
+                .par_iter()
+                .map(|&(m, wb)| {
+                    let pt = enc.encode_coefficients(
+                        &mask_coeffs[&m],
+                        f64::from_bits(wb),
+                        l.weight_scale,
+                        level,
+                    )?;
+                    Ok(((m, wb), pt))
+                })
+                .collect::<Result<_>>()?
+        } else {
+            HashMap::new()
+        };
         let int_weights: Vec<i64> = l
             .weights
             .iter()
@@ -252,37 +298,45 @@ impl<'a> Executor<'a> {
                     Err(_) => src,
                 })
                 .collect();
-            acc.par_iter_mut().enumerate().for_each(|(o, a)| {
-                let base = (o * nsrc + i) * taps;
-                for (j, t_j) in tables.iter().enumerate() {
-                    let m = t_j.modulus();
-                    let q = m.value();
-                    // Residues of the unmasked integer weights, shared by both parts.
-                    let (unmasked, consts): (Vec<usize>, Vec<(u64, u64)>) = (0..taps)
-                        .filter(|&t| l.masks[t].is_none() && int_weights[base + t] != 0)
-                        .map(|t| {
-                            let c = m.from_i64(int_weights[base + t]);
-                            (t, (c, simd::shoup52(c, q)))
-                        })
-                        .unzip();
-                    for (part, a_part) in a.iter_mut().enumerate() {
-                        let srcs: Vec<&[u64]> = unmasked
-                            .iter()
-                            .map(|&t| rotated[t].parts[part].limb(j))
-                            .collect();
-                        let acc_limb = a_part.limb_mut(j);
-                        if !simd::mac(acc_limb, &srcs, &consts, q) {
-                            for (src, &(c, _)) in srcs.iter().zip(&consts) {
-                                let cs = m.shoup(c);
-                                for (x, &y) in acc_limb.iter_mut().zip(src.iter()) {
-                                    *x = m.add(*x, m.mul_shoup(y, c, cs));
+            acc.par_iter_mut()
+                .enumerate()
+                .map(|(o, a)| -> Result<()> {
+                    let base = (o * nsrc + i) * taps;
+                    for (j, t_j) in tables.iter().enumerate() {
+                        let m = t_j.modulus();
+                        let q = m.value();
+                        // Residues of the unmasked integer weights, shared by both parts.
+                        let (unmasked, consts): (Vec<usize>, Vec<(u64, u64)>) = (0..taps)
+                            .filter(|&t| l.masks[t].is_none() && int_weights[base + t] != 0)
+                            .map(|t| {
+                                let c = m.from_i64(int_weights[base + t]);
+                                (t, (c, simd::shoup52(c, q)))
+                            })
+                            .unzip();
+                        for (part, a_part) in a.iter_mut().enumerate() {
+                            let srcs: Vec<&[u64]> = unmasked
+                                .iter()
+                                .map(|&t| rotated[t].parts[part].limb(j))
+                                .collect();
+                            let acc_limb = a_part.limb_mut(j);
+                            if !simd::mac(acc_limb, &srcs, &consts, q) {
+                                for (src, &(c, _)) in srcs.iter().zip(&consts) {
+                                    let cs = m.shoup(c);
+                                    for (x, &y) in acc_limb.iter_mut().zip(src.iter()) {
+                                        *x = m.add(*x, m.mul_shoup(y, c, cs));
+                                    }
                                 }
                             }
-                        }
-                        for (t, r) in rotated.iter().enumerate() {
-                            if let Some(mk) = l.masks[t] {
-                                let w = l.weights[base + t];
-                                if let Some(pt) = plain.get(&(mk, w.to_bits())) {
+                            for (t, r) in rotated.iter().enumerate() {
+                                if let Some(mk) = l.masks[t] {
+                                    let w = l.weights[base + t];
+                                    if w == 0.0 {
+                                        continue;
+                                    }
+                                    let pt = match plain.get(&(mk, w.to_bits())) {
+                                        Some(pt) => pt,
+                                        None => continue,
+                                    };
                                     t_j.mul_accumulate(
                                         acc_limb,
                                         r.parts[part].limb(j),
@@ -292,8 +346,36 @@ impl<'a> Executor<'a> {
                             }
                         }
                     }
-                }
-            });
+                    if !cached {
+                        // Streamed: encode each masked tap of this (output, input) once, use it
+                        // for both parts on every limb, drop it.
+                        for (t, r) in rotated.iter().enumerate() {
+                            let (Some(mk), w) = (l.masks[t], l.weights[base + t]) else {
+                                continue;
+                            };
+                            if w == 0.0 {
+                                continue;
+                            }
+                            let pt = enc.encode_coefficients(
+                                &mask_coeffs[&mk],
+                                w,
+                                l.weight_scale,
+                                level,
+                            )?;
+                            for (j, t_j) in tables.iter().enumerate() {
+                                for (part, a_part) in a.iter_mut().enumerate() {
+                                    t_j.mul_accumulate(
+                                        a_part.limb_mut(j),
+                                        r.parts[part].limb(j),
+                                        pt.poly.limb(j),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+                .collect::<Result<()>>()?;
         }
         let out_scale = in_scale * l.weight_scale;
         for (o, (a, &d)) in acc.into_iter().zip(&l.dsts).enumerate() {

@@ -40,6 +40,25 @@ impl SlotMask {
     }
 }
 
+/// A sparse slot vector (a dense layer's weights laid out on the slots of its input).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlotVector {
+    /// (slot, value), slots strictly increasing.
+    pub entries: Vec<(u32, f64)>,
+}
+
+impl SlotVector {
+    pub fn to_values(&self, slots: usize) -> Vec<f64> {
+        let mut v = vec![0.0; slots];
+        for &(s, x) in &self.entries {
+            if let Some(y) = v.get_mut(s as usize) {
+                *y = x;
+            }
+        }
+        v
+    }
+}
+
 /// How an RGB image becomes the input tensor: pixels scaled to [0, 1], then
 /// (p - mean) / std per channel, as the model was trained.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,6 +134,8 @@ pub struct OutputLayout {
 pub struct Program {
     pub params: Params,
     pub masks: Vec<SlotMask>,
+    /// Plaintext slot vectors of `Dot` instructions.
+    pub vectors: Vec<SlotVector>,
     pub input: InputLayout,
     pub output: OutputLayout,
     pub registers: u32,
@@ -155,10 +176,26 @@ impl Program {
                 return bad("mask range out of the slot range".into());
             }
         }
+        for v in &self.vectors {
+            let sorted = v.entries.windows(2).all(|w| w[0].0 < w[1].0);
+            let finite = v.entries.iter().all(|e| e.1.is_finite());
+            if !sorted || !finite || v.entries.last().is_some_and(|e| e.0 >= slots) {
+                return bad("slot vector out of range, unsorted or not finite".into());
+            }
+        }
         for (k, ins) in self.instrs.iter().enumerate() {
             let regs = ins.reads().into_iter().chain(ins.writes());
             if regs.into_iter().any(|r| r >= self.registers) {
                 return bad(format!("instruction {k} names a register out of range"));
+            }
+            if let Instr::Dot(d) = ins {
+                let nv = self.vectors.len() as u32;
+                if d.srcs.len() != d.vectors.len() || d.vectors.iter().any(|&v| v >= nv) {
+                    return bad(format!("instruction {k}: Dot names unknown vectors"));
+                }
+                if d.srcs.is_empty() || !(d.scale.is_finite() && d.scale >= 1.0) {
+                    return bad(format!("instruction {k}: Dot has no inputs or a bad scale"));
+                }
             }
             if let Instr::Linear(l) = ins {
                 let want = l.srcs.len() * l.dsts.len() * l.steps.len();

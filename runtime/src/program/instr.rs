@@ -27,10 +27,22 @@ pub struct Linear {
     pub bias_mask: Option<u32>,
 }
 
+/// `dst = sum_i vectors[i] (.) src_i`: slot-wise products with plaintext vectors
+/// (`Program::vectors`) encoded at `scale`, summed (a dense layer's per-output partial
+/// products before the rotate-and-sum). Output scale = input scale * `scale`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dot {
+    pub srcs: Vec<Reg>,
+    pub dst: Reg,
+    pub vectors: Vec<u32>,
+    pub scale: f64,
+}
+
 /// One step of a program.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Instr {
     Linear(Linear),
+    Dot(Dot),
     /// dst = a + b (levels and scales must match).
     Add {
         dst: Reg,
@@ -93,6 +105,7 @@ impl Instr {
     pub fn reads(&self) -> Vec<Reg> {
         match self {
             Instr::Linear(l) => l.srcs.clone(),
+            Instr::Dot(d) => d.srcs.clone(),
             Instr::Add { a, b, .. } => vec![*a, *b],
             Instr::Square { reg }
             | Instr::MulConst { reg, .. }
@@ -111,6 +124,7 @@ impl Instr {
     pub fn writes(&self) -> Vec<Reg> {
         match self {
             Instr::Linear(l) => l.dsts.clone(),
+            Instr::Dot(d) => vec![d.dst],
             Instr::Add { dst, .. }
             | Instr::SquareInto { dst, .. }
             | Instr::Rotate { dst, .. }
@@ -128,6 +142,7 @@ impl Instr {
     pub fn name(&self) -> &'static str {
         match self {
             Instr::Linear(_) => "Linear",
+            Instr::Dot(_) => "Dot",
             Instr::Add { .. } => "Add",
             Instr::Square { .. } => "Square",
             Instr::SquareInto { .. } => "SquareInto",

@@ -9,8 +9,8 @@ pub mod instr;
 pub mod requirements;
 
 pub use executor::Executor;
-pub use format::{ImageNormalization, InputLayout, OutputLayout, Program, SlotMask};
-pub use instr::{Instr, Linear, Reg};
+pub use format::{ImageNormalization, InputLayout, OutputLayout, Program, SlotMask, SlotVector};
+pub use instr::{Dot, Instr, Linear, Reg};
 pub use requirements::KeyRequirements;
 
 #[cfg(test)]

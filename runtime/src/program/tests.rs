@@ -68,6 +68,7 @@ fn program() -> Program {
     Program {
         params,
         masks: vec![valid],
+        vectors: vec![],
         input: InputLayout {
             shape: vec![2, LEN],
             image: None,

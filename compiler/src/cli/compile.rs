@@ -1,0 +1,161 @@
+//! `fhec compile MODEL.onnx -o MODEL.fheprog [--log-n N] [--precision-bits B]
+//! [--layout reference] [--insecure-test-params]`: import, rewrite passes, level plan,
+//! parameter selection and lowering; writes the checksummed program and prints a summary
+//! (per layer: instructions, rotations, masked taps; totals: keys and sizes).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use compiler::e2e::{compile, CompileOptions};
+use compiler::lower::reference::Reference;
+use compiler::onnx::{import_path, ImportOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use passes::select_params::ParamRequest;
+use runtime::program::{Instr, KeyRequirements, Program};
+
+use super::files::write_atomic;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The ONNX model.
+    pub model: PathBuf,
+    /// The program to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub opts: CompileArgs,
+}
+
+/// Options shared by `compile` and `run`.
+#[derive(clap::Args, Clone)]
+pub struct CompileArgs {
+    /// Force the ring degree N = 2^LOG_N.
+    #[arg(long)]
+    pub log_n: Option<u32>,
+    /// Bits of output precision wanted (sets the smallest Delta).
+    #[arg(long, default_value_t = 12)]
+    pub precision_bits: u32,
+    /// Ciphertext layout (only `reference` today).
+    #[arg(long, default_value = "reference")]
+    pub layout: String,
+    /// Build INSECURE test parameters (no 128-bit check; every verb refuses the program
+    /// unless given this flag too).
+    #[arg(long)]
+    pub insecure_test_params: bool,
+    /// Fixed shape of the graph input, e.g. 1,3,32,32.
+    #[arg(long = "input-shape", value_parser = super::parse_shape)]
+    pub input_shape: Option<Vec<usize>>,
+}
+
+/// Imports and compiles `model` with a progress bar.
+pub fn build(
+    model: &std::path::Path,
+    a: &CompileArgs,
+) -> anyhow::Result<(compiler::e2e::Compiled, passes::ir::Graph)> {
+    if a.layout != "reference" {
+        anyhow::bail!(
+            "unknown layout '{}': the available layout is 'reference'",
+            a.layout
+        );
+    }
+    let opts = ImportOptions {
+        input_shapes: vec![a.input_shape.clone()],
+        ..Default::default()
+    };
+    let imp =
+        import_path(model, &opts).with_context(|| format!("importing {}", model.display()))?;
+    let image = compiler::image::normalization(&imp.metadata, &imp.graph);
+    let copts = CompileOptions {
+        request: ParamRequest {
+            precision_bits: a.precision_bits,
+            force_log_n: a.log_n,
+            ..Default::default()
+        },
+        insecure_test_params: a.insecure_test_params,
+        image,
+    };
+    let bar = ProgressBar::new(imp.graph.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("lowering [{bar:40}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let original = imp.graph.clone();
+    let c = compile(imp.graph, &copts, &Reference, |done, total, layer| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(layer.to_string());
+    })
+    .with_context(|| format!("compiling {}", model.display()))?;
+    bar.finish_and_clear();
+    Ok((c, original))
+}
+
+/// The summary table of a program: per layer instruction counts, rotations, masked taps.
+pub fn summary(p: &Program) -> anyhow::Result<String> {
+    let mut rows: BTreeMap<usize, (String, usize, usize, usize, usize)> = BTreeMap::new();
+    let mut first: BTreeMap<String, usize> = BTreeMap::new();
+    for (k, (ins, origin)) in p.instrs.iter().zip(&p.origins).enumerate() {
+        if matches!(ins, Instr::Free { .. }) {
+            continue;
+        }
+        let idx = *first.entry(origin.clone()).or_insert(k);
+        let row = rows.entry(idx).or_insert((origin.clone(), 0, 0, 0, 0));
+        row.1 += 1;
+        match ins {
+            Instr::Linear(l) => {
+                let distinct: std::collections::BTreeSet<i64> =
+                    l.steps.iter().copied().filter(|&s| s != 0).collect();
+                row.2 += distinct.len() * l.srcs.len();
+                row.3 +=
+                    l.masks.iter().filter(|m| m.is_some()).count() * l.srcs.len() * l.dsts.len();
+                row.4 += l.weights.len();
+            }
+            Instr::Rotate { .. } => row.2 += 1,
+            Instr::Dot(d) => row.4 += d.srcs.len(),
+            _ => {}
+        }
+    }
+    let mut out = format!(
+        "{:<40} {:>6} {:>9} {:>12} {:>10}\n",
+        "layer", "instrs", "rotations", "masked taps", "products"
+    );
+    let (mut ti, mut tr) = (0, 0);
+    for (name, n, r, m, w) in rows.values() {
+        out += &format!("{name:<40} {n:>6} {r:>9} {m:>12} {w:>10}\n");
+        ti += n;
+        tr += r;
+    }
+    let req = KeyRequirements::of(p)?;
+    let (q, sp) = p.params.bit_sizes();
+    out += &format!(
+        "\n{ti} instructions, {tr} rotations, {} registers; {} rotation keys, relinearisation key at level {}\n",
+        p.registers,
+        req.rotations.len(),
+        req.relin_level.map_or("-".into(), |l| l.to_string())
+    );
+    out += &format!(
+        "parameters: N = 2^{}, Q primes {q:?}, special {sp:?}, dnum {}, log QP {:.0}, {}\n",
+        p.params.log_n(),
+        p.params.dnum(),
+        p.params.log_qp(),
+        match p.params.security_bits() {
+            Some(b) => format!("{b}-bit secure"),
+            None => "INSECURE (test parameters)".into(),
+        }
+    );
+    Ok(out)
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let (c, _) = build(&a.model, &a.opts)?;
+    let bytes = c.program.to_bytes()?;
+    write_atomic(&a.output, &bytes, false)?;
+    eprint!("{}", summary(&c.program)?);
+    eprintln!(
+        "wrote {} ({:.1} MiB)",
+        a.output.display(),
+        bytes.len() as f64 / (1 << 20) as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! `fhec run MODEL.onnx --input IMG.png | X.pb [--output OUT.pb] [--json]`: compile, then
+//! keygen, encrypt, evaluate (with the evaluation keys only) and decrypt in one process;
+//! prints the encrypted and the plaintext (f64 interpreter) outputs side by side with the
+//! error in bits, the time of every step and the peak RSS.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use compiler::e2e::{error_bits, peak_rss_bytes, run_encrypted};
+use compiler::onnx::tensor;
+use indicatif::{ProgressBar, ProgressStyle};
+use passes::ir::Tensor;
+use serde_json::json;
+
+use super::compile::{build, summary, CompileArgs};
+use super::files::INSECURE_FLAG;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The ONNX model.
+    model: PathBuf,
+    /// A PNG image (for a 3-channel image model) or a TensorProto .pb.
+    #[arg(long)]
+    input: PathBuf,
+    /// Write the decrypted output as a TensorProto .pb.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Print one JSON object (outputs, error, timings, memory) on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    opts: CompileArgs,
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let t0 = std::time::Instant::now();
+    let (c, original) = build(&a.model, &a.opts)?;
+    let compile_s = t0.elapsed().as_secs_f64();
+    let p = &c.program;
+    if p.params.is_insecure_for_tests() {
+        eprintln!(
+            "WARNING: INSECURE test parameters ({INSECURE_FLAG}); never use them for real data"
+        );
+    }
+    let is_png = a
+        .input
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    let x: Tensor = if is_png {
+        let norm = p
+            .input
+            .image
+            .as_ref()
+            .context("this model's input is not a 3-channel image: give a .pb tensor")?;
+        let s = &p.input.shape;
+        compiler::image::load_png(&a.input, [s[2], s[3]], norm.mean, norm.std)?
+    } else {
+        tensor::read_pb(&a.input).with_context(|| format!("reading {}", a.input.display()))?
+    };
+    if x.shape() != p.input.shape.as_slice() {
+        bail!(
+            "the input has shape {:?}, the model takes {:?}",
+            x.shape(),
+            p.input.shape
+        );
+    }
+    let want = passes::interpret::run(&original, std::slice::from_ref(&x))?;
+    let want = want[0].data().to_vec();
+    let bar = ProgressBar::new(p.instrs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("eval {elapsed_precise} [{bar:40}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (got, st) = run_encrypted(p, x.data(), |done, _, layer| {
+        bar.set_position(done as u64);
+        bar.set_message(layer.to_string());
+    })?;
+    bar.finish_and_clear();
+    let (err, bits) = error_bits(&got, &want);
+    let rss = peak_rss_bytes().unwrap_or(0);
+    let classes = p.output.shape.last().copied().unwrap_or(1);
+    let (top_enc, top_plain) = (super::top1(&got, classes), super::top1(&want, classes));
+    if let Some(path) = &a.output {
+        let t = Tensor::new(p.output.shape.clone(), got.clone())?;
+        tensor::write_pb(path, &t, "output")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "encrypted": got, "plaintext": want, "shape": p.output.shape,
+                "top1_encrypted": top_enc, "top1_plaintext": top_plain,
+                "max_abs_error": err, "precision_bits": bits,
+                "log_n": p.params.log_n(), "primes": p.params.q().len(),
+                "compile_s": compile_s, "stats": st, "peak_rss_bytes": rss,
+            })
+        );
+        return Ok(());
+    }
+    eprint!("{}", summary(p)?);
+    println!(
+        "{:>6} {:>14} {:>14} {:>11}",
+        "index", "encrypted", "plaintext", "|diff|"
+    );
+    for (k, (g, w)) in got.iter().zip(&want).enumerate().take(64) {
+        println!("{k:>6} {g:>14.6} {w:>14.6} {:>11.3e}", (g - w).abs());
+    }
+    if got.len() > 64 {
+        println!("   ... ({} values)", got.len());
+    }
+    println!(
+        "max |encrypted - plaintext| = {err:.3e}: {bits:.1} bits of precision relative to max(1, max |plaintext|)"
+    );
+    println!("top-1: encrypted {top_enc}, plaintext {top_plain}");
+    println!(
+        "time: compile {compile_s:.2} s, keygen {:.2} s, encrypt {:.2} s, eval {:.2} s, decrypt {:.3} s; \
+         evaluation keys {:.1} MiB ({} rotation keys); peak RSS {:.2} GiB",
+        st.keygen_s,
+        st.encrypt_s,
+        st.eval_s,
+        st.decrypt_s,
+        st.eval_key_bytes as f64 / (1 << 20) as f64,
+        st.rotation_keys,
+        rss as f64 / (1u64 << 30) as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! One-process compile + client + server round trip (what `fhec run` and the end-to-end
+//! tests do): compile an imported graph to a program, then keygen, encrypt, evaluate and
+//! decrypt on one input, timing every step. The secret key never leaves this module's
+//! client half; the evaluation uses the evaluation-key bundle only.
+
+use std::time::Instant;
+
+use passes::ir::Graph;
+use passes::select_params::ParamRequest;
+use runtime::ckks::{Context, Decryptor, Encoder, Encryptor, KeyGenerator};
+use runtime::program::{Executor, ImageNormalization, KeyRequirements, Program};
+
+use crate::lower::{self, layout::Layout, LowerError};
+use crate::pipeline::{self, PipelineError, Planned};
+
+/// Errors of the round trip.
+#[derive(Debug, thiserror::Error)]
+pub enum E2eError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Lower(#[from] LowerError),
+    #[error(transparent)]
+    Runtime(#[from] runtime::Error),
+}
+
+/// A compiled model.
+pub struct Compiled {
+    pub planned: Planned,
+    pub program: Program,
+}
+
+/// Options of `compile`.
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    pub request: ParamRequest,
+    pub insecure_test_params: bool,
+    pub image: Option<ImageNormalization>,
+}
+
+/// Passes, levels, parameters and lowering in the given layout.
+pub fn compile(
+    graph: Graph,
+    opts: &CompileOptions,
+    layout: &dyn Layout,
+    progress: impl FnMut(usize, usize, &str),
+) -> Result<Compiled, E2eError> {
+    let planned = pipeline::plan(graph, &opts.request)?;
+    let params = lower::params_for(&planned.params, opts.insecure_test_params)?;
+    let program = lower::lower(&planned, params, opts.image.clone(), layout, progress)?;
+    Ok(Compiled { planned, program })
+}
+
+/// Timings (seconds) and sizes of one encrypted run.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunStats {
+    pub keygen_s: f64,
+    pub encrypt_s: f64,
+    pub eval_s: f64,
+    pub decrypt_s: f64,
+    pub eval_key_bytes: u64,
+    pub rotation_keys: usize,
+}
+
+/// Encrypts `input` (the flattened input tensor), runs the program, decrypts the output.
+pub fn run_encrypted(
+    program: &Program,
+    input: &[f64],
+    progress: impl FnMut(usize, usize, &str),
+) -> Result<(Vec<f64>, RunStats), E2eError> {
+    let ctx = Context::new(program.params.clone())?;
+    let mut st = RunStats::default();
+    // Client: keys.
+    let t = Instant::now();
+    let req = KeyRequirements::of(program)?;
+    let mut kg = KeyGenerator::new(&ctx);
+    let sk = kg.secret_key();
+    let keys = kg.eval_keys(&sk, req.relin_level, &req.galois(&ctx))?;
+    st.keygen_s = t.elapsed().as_secs_f64();
+    st.rotation_keys = keys.galois.len();
+    st.eval_key_bytes = runtime::codec::eval_keys_to_bytes(&keys)?.len() as u64;
+    // Client: encrypt.
+    let t = Instant::now();
+    let packed = program.input.pack(input, ctx.params().slots())?;
+    let enc = Encoder::new(&ctx);
+    let mut encryptor = Encryptor::new(&ctx);
+    let cts = packed
+        .iter()
+        .map(|v| {
+            let pt = enc.encode(v, program.input.scale, program.input.level as usize)?;
+            encryptor.encrypt_sk(&pt, &sk)
+        })
+        .collect::<runtime::Result<Vec<_>>>()?;
+    st.encrypt_s = t.elapsed().as_secs_f64();
+    // Server: evaluation keys only.
+    let t = Instant::now();
+    let out = Executor::new(&ctx, program, &keys)?.run(cts, progress)?;
+    st.eval_s = t.elapsed().as_secs_f64();
+    // Client: decrypt.
+    let t = Instant::now();
+    let dec = Decryptor::new(&ctx, &sk);
+    let mut slots = std::collections::BTreeMap::new();
+    for (r, ct) in &out {
+        slots.insert(*r, dec.decrypt(ct)?);
+    }
+    let y = program.output.gather(&slots)?;
+    st.decrypt_s = t.elapsed().as_secs_f64();
+    Ok((y, st))
+}
+
+/// Peak resident memory of this process so far (VmHWM), in bytes, where the OS says.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Largest |a - b| and the bits of precision it leaves relative to the largest |b|
+/// (at least 1): log2(max(1, max|b|) / max|a - b|).
+pub fn error_bits(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let err = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f64, f64::max);
+    let range = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    (err, (range / err.max(f64::MIN_POSITIVE)).log2())
+}

@@ -1,0 +1,109 @@
+//! The layout interface: how tensor values live in ciphertext slots, and how each IR op is
+//! lowered for that placement. The reference layout (`reference.rs`, design brief 1.5) is
+//! one implementation; a packed layout is another implementation of the same trait.
+//!
+//! Every value a layout returns is uniform: all its registers share one level and one
+//! exact scale (the emitter checks it before every `Linear`, `Dot` and `Add`).
+
+use passes::ir::{AveragePool, Conv, Gemm, Poly, SliceAxis};
+use runtime::program::Reg;
+
+use super::emitter::Emitter;
+use super::error::LowerError;
+
+/// A rank-4 tensor (1, C, H, W): channel `c` in register `chans[c]` (`None`: identically
+/// zero), pixel (i, j) at slot `origin + i * row + j * col`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spatial {
+    pub chans: Vec<Option<Reg>>,
+    pub h: usize,
+    pub w: usize,
+    pub origin: i64,
+    pub row: i64,
+    pub col: i64,
+}
+
+impl Spatial {
+    pub fn slot(&self, i: usize, j: usize) -> i64 {
+        self.origin + i as i64 * self.row + j as i64 * self.col
+    }
+}
+
+/// A rank-2 tensor (1, F): feature `k` at (register, slot) `items[k]` (`None`: zero).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Features {
+    pub items: Vec<Option<(Reg, u32)>>,
+}
+
+/// An encrypted value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Spatial(Spatial),
+    Features(Features),
+}
+
+impl Value {
+    /// The distinct registers the value holds.
+    pub fn regs(&self) -> Vec<Reg> {
+        let mut v: Vec<Reg> = match self {
+            Value::Spatial(s) => s.chans.iter().flatten().copied().collect(),
+            Value::Features(f) => f.items.iter().flatten().map(|x| x.0).collect(),
+        };
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// How the client packs the input: (tensor index, ciphertext, slot) and the number of
+/// input ciphertexts (registers 0..cts).
+pub struct InputPacking {
+    pub placement: Vec<(u32, u32, u32)>,
+    pub cts: u32,
+}
+
+/// A ciphertext layout: one method per op kind of the rewritten IR.
+///
+/// `steal` tells a method that its input value dies with this op (no later consumer), so
+/// its registers may be modified in place (`Emitter::owned`).
+pub trait Layout {
+    fn name(&self) -> &'static str;
+    /// Places the graph input (allocating registers 0..cts in order).
+    fn input(&self, em: &mut Emitter, shape: &[usize])
+        -> Result<(Value, InputPacking), LowerError>;
+    fn conv(&self, em: &mut Emitter, x: &Value, conv: &Conv) -> Result<Value, LowerError>;
+    fn sum_pool(&self, em: &mut Emitter, x: &Value, p: &AveragePool) -> Result<Value, LowerError>;
+    fn global_sum_pool(&self, em: &mut Emitter, x: &Value) -> Result<Value, LowerError>;
+    fn gemm(&self, em: &mut Emitter, x: &Value, g: &Gemm) -> Result<Value, LowerError>;
+    /// x * c per channel (c of length 1 or C): a constant Mul, Div (c = 1/d) or BN.
+    fn affine(
+        &self,
+        em: &mut Emitter,
+        x: &Value,
+        mul: &[f64],
+        add: &[f64],
+        steal: bool,
+    ) -> Result<Value, LowerError>;
+    fn poly(&self, em: &mut Emitter, x: &Value, p: &Poly, steal: bool)
+        -> Result<Value, LowerError>;
+    /// a + sign * b.
+    fn add(
+        &self,
+        em: &mut Emitter,
+        a: &Value,
+        b: &Value,
+        sign: i64,
+        steal: (bool, bool),
+    ) -> Result<Value, LowerError>;
+    /// A reshape or flatten to `shape` (same element order).
+    fn reshape(&self, em: &mut Emitter, x: &Value, shape: &[usize]) -> Result<Value, LowerError>;
+    fn slice(&self, em: &mut Emitter, x: &Value, axes: &[SliceAxis]) -> Result<Value, LowerError>;
+    fn pad(
+        &self,
+        em: &mut Emitter,
+        x: &Value,
+        pads: &[(usize, usize)],
+    ) -> Result<Value, LowerError>;
+    /// Where each output value sits: (tensor index, register, slot).
+    fn output(&self, em: &mut Emitter, x: &Value) -> Result<Vec<(u32, Reg, u32)>, LowerError>;
+}

@@ -1,0 +1,951 @@
+//! The reference layout (design brief 1.5): one ciphertext per channel, pixel (i, j) of
+//! the input at slot i * W + j; a stride s multiplies the row and column pitch by s
+//! (gapped grids), so nothing is ever repacked. Convolutions and sum pools are `Linear`
+//! instructions over hoisted rotations: tap (kh, kw) rotates by (kh - pad_top) * row +
+//! (kw - pad_left) * col, and a tap that reads outside the image for some output pixel
+//! carries a 0/1 mask of the output pixels whose read is valid, folded with the weight
+//! into one plaintext at the weight scale (the paper's choice). With every invalid read
+//! masked, no layer relies on slots outside the image being zero, so biases and the
+//! activations' constants are added everywhere for free. Global pools are rotate-and-add;
+//! a dense layer over one value per ciphertext is an integer multiply-accumulate, over
+//! many slots per ciphertext a plaintext product + rotate-and-sum.
+//!
+//! Scales: every product (weights, masks, constants) is encoded at the scale that brings
+//! the result back to exactly Delta after one rescale (`Emitter::product_scale`), so a
+//! conv input at Delta^2 (an activation's output) uses weights at ~Delta and an input at
+//! Delta (the image, a conv output) weights at ~Delta^2: one prime per activation + conv
+//! pair (tower reuse). A monic activation x*x + c1 x + c0 takes its input at Delta and
+//! leaves Delta^2 without a rescale. Addends are aligned by dropping primes, and scales by
+//! a constant multiply by 1 at the compensating scale on the shallower branch.
+
+use passes::ir::{AveragePool, Conv, Gemm, Poly, SliceAxis};
+use runtime::program::{Linear, Reg, SlotMask, SlotVector};
+
+use super::emitter::{same_scale, CtState, Emitter};
+use super::error::LowerError;
+use super::layout::{Features, InputPacking, Layout, Spatial, Value};
+
+pub struct Reference;
+
+const NAME: &str = "reference";
+
+fn layout_err(em: &Emitter, why: impl Into<String>) -> LowerError {
+    LowerError::Layout {
+        layer: em.origin().to_string(),
+        why: why.into(),
+    }
+}
+
+fn unsupported(em: &Emitter, op: &str, why: impl Into<String>) -> LowerError {
+    LowerError::Unsupported {
+        layer: em.origin().to_string(),
+        op: op.to_string(),
+        layout: NAME,
+        why: why.into(),
+    }
+}
+
+fn spatial<'a>(em: &Emitter, x: &'a Value) -> Result<&'a Spatial, LowerError> {
+    match x {
+        Value::Spatial(s) => Ok(s),
+        Value::Features(_) => Err(layout_err(em, "expects an NCHW tensor, got a flat one")),
+    }
+}
+
+fn per(v: &[f64], c: usize) -> f64 {
+    if v.len() == 1 {
+        v[0]
+    } else {
+        v[c]
+    }
+}
+
+/// Brings a register to a scale a product can start from (at most ~Delta^2): values at
+/// Delta^3 are rescaled, values at ~Delta^2 that must be fresh (`need_fresh`) are
+/// multiplied by 1 at the scale that makes the rescale land on exactly Delta.
+fn freshen(em: &mut Emitter, r: Reg, steal: bool, need_fresh: bool) -> Result<Reg, LowerError> {
+    let st = em.state(r);
+    let d = em.delta;
+    let high = st.scale > d * d.sqrt();
+    if !(high && need_fresh) && em.product_scale(st).is_some() {
+        return Ok(r);
+    }
+    if st.level == 0 {
+        return Err(LowerError::Exhausted {
+            layer: em.origin().to_string(),
+        });
+    }
+    let r = em.owned(r, steal);
+    let after = st.scale / em.prime(st.level);
+    if after < d / 16.0 {
+        let t = d * em.prime(st.level) / st.scale;
+        em.mul_const(r, 1.0, t);
+    }
+    em.rescale(r)?;
+    Ok(r)
+}
+
+/// Freshens every register of a uniform value the same way.
+fn freshen_all(
+    em: &mut Emitter,
+    regs: &[Reg],
+    steal: bool,
+    need_fresh: bool,
+) -> Result<Vec<Reg>, LowerError> {
+    regs.iter()
+        .map(|&r| freshen(em, r, steal, need_fresh))
+        .collect()
+}
+
+/// Brings `r` to exactly `t` (level and scale): a drop, a constant multiply by 1 at the
+/// compensating scale (with a rescale when `r` has a prime to spare), or an error.
+fn align_to(em: &mut Emitter, r: Reg, t: CtState, steal: bool) -> Result<Reg, LowerError> {
+    let st = em.state(r);
+    if st.level == t.level && same_scale(st.scale, t.scale) {
+        return Ok(r);
+    }
+    let d = em.delta;
+    let r2 = em.owned(r, steal);
+    if same_scale(st.scale, t.scale) && st.level > t.level {
+        em.drop_to(r2, t.level);
+        return Ok(r2);
+    }
+    let ratio = t.scale / st.scale;
+    if st.level >= t.level && ratio >= d / 16.0 {
+        em.mul_const(r2, 1.0, ratio);
+        em.drop_to(r2, t.level);
+        return Ok(r2);
+    }
+    if st.level > t.level {
+        let k = t.scale * em.prime(st.level) / st.scale;
+        if k >= d / 16.0 {
+            em.mul_const(r2, 1.0, k);
+            em.rescale(r2)?;
+            em.drop_to(r2, t.level);
+            return Ok(r2);
+        }
+    }
+    Err(layout_err(
+        em,
+        format!(
+            "cannot align addends: level {} scale 2^{:.2} vs level {} scale 2^{:.2}",
+            st.level,
+            st.scale.log2(),
+            t.level,
+            t.scale.log2()
+        ),
+    ))
+}
+
+/// Rotate-and-add: a register whose slot p holds sum_{k < n} x[p + k * d] (x owned).
+fn sum_shifts(em: &mut Emitter, x: Reg, n: usize, d: i64) -> Result<Reg, LowerError> {
+    if n <= 1 {
+        return Ok(x);
+    }
+    if n.is_multiple_of(2) {
+        let y = sum_shifts(em, x, n / 2, d)?;
+        let t = em.rotate(y, (n / 2) as i64 * d);
+        em.add(y, y, t)?;
+        em.release(t);
+        Ok(y)
+    } else {
+        // x is needed again after the recursion: keep a copy of it.
+        let keep = em.owned(x, false);
+        let y = sum_shifts(em, x, n - 1, d)?;
+        let t = em.rotate(keep, (n - 1) as i64 * d);
+        em.release(keep);
+        em.add(y, y, t)?;
+        em.release(t);
+        Ok(y)
+    }
+}
+
+/// Output geometry and taps of a windowed op (conv or pool) in this layout.
+struct Window {
+    out: Spatial,
+    /// Per tap (kh, kw) in row-major kernel order: rotation step and mask.
+    taps: Vec<(i64, Option<SlotMask>)>,
+}
+
+fn window(
+    em: &Emitter,
+    s: &Spatial,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    pads: [usize; 4],
+) -> Result<Window, LowerError> {
+    let [kh, kw] = kernel;
+    let [sh, sw] = strides;
+    let [pt, pl, pb, pr] = pads;
+    if s.h + pt + pb < kh || s.w + pl + pr < kw || sh == 0 || sw == 0 {
+        return Err(layout_err(em, "window larger than the padded input"));
+    }
+    let ho = (s.h + pt + pb - kh) / sh + 1;
+    let wo = (s.w + pl + pr - kw) / sw + 1;
+    let out = Spatial {
+        chans: vec![],
+        h: ho,
+        w: wo,
+        origin: s.origin,
+        row: s.row * sh as i64,
+        col: s.col * sw as i64,
+    };
+    let slots = em.slots as i64;
+    let mut taps = vec![];
+    for a in 0..kh {
+        for b in 0..kw {
+            let step = (a as i64 - pt as i64) * s.row + (b as i64 - pl as i64) * s.col;
+            let mut valid = vec![];
+            let mut all = true;
+            for i in 0..ho {
+                let y = (i * sh + a) as i64 - pt as i64;
+                for j in 0..wo {
+                    let x = (j * sw + b) as i64 - pl as i64;
+                    if (0..s.h as i64).contains(&y) && (0..s.w as i64).contains(&x) {
+                        let p = out.slot(i, j);
+                        if !(0..slots).contains(&p) {
+                            return Err(layout_err(em, "the image does not fit the slots"));
+                        }
+                        valid.push(p as u32);
+                    } else {
+                        all = false;
+                    }
+                }
+            }
+            let mask = (!all).then(|| SlotMask::from_slots(valid));
+            taps.push((step, mask));
+        }
+    }
+    Ok(Window { out, taps })
+}
+
+impl Reference {
+    /// One `Linear` per group over the non-zero input channels; `weight(o, i_local, tap)`;
+    /// then a rescale to Delta unless `unit_weights` (pool sums at scale 1, no masks).
+    #[allow(clippy::too_many_arguments)]
+    fn windowed(
+        &self,
+        em: &mut Emitter,
+        s: &Spatial,
+        win: Window,
+        groups: usize,
+        outputs: usize,
+        weight: &dyn Fn(usize, usize, usize) -> f64,
+        bias: Option<&[f64]>,
+        unit_weights: bool,
+    ) -> Result<Value, LowerError> {
+        let cin = s.chans.len();
+        if groups == 0 || !cin.is_multiple_of(groups) || !outputs.is_multiple_of(groups) {
+            return Err(layout_err(
+                em,
+                "channel count not divisible by the group count",
+            ));
+        }
+        let (gi, go) = (cin / groups, outputs / groups);
+        let regs: Vec<Reg> = s.chans.iter().flatten().copied().collect();
+        if regs.is_empty() {
+            return Err(layout_err(em, "every input channel is zero"));
+        }
+        let masked = win.taps.iter().any(|t| t.1.is_some());
+        let no_scale = unit_weights && !masked;
+        let fresh = freshen_all(em, &regs, false, false)?;
+        let map: std::collections::HashMap<Reg, Reg> =
+            regs.iter().copied().zip(fresh.iter().copied()).collect();
+        let st = em.uniform(&fresh)?;
+        let ws = if no_scale {
+            1.0
+        } else {
+            em.product_scale(st).ok_or_else(|| LowerError::Exhausted {
+                layer: em.origin().to_string(),
+            })?
+        };
+        let steps: Vec<i64> = win.taps.iter().map(|t| t.0).collect();
+        let masks: Vec<Option<u32>> = win
+            .taps
+            .iter()
+            .map(|t| t.1.clone().map(|m| em.mask(m)))
+            .collect();
+        let taps = steps.len();
+        let mut chans = vec![None; outputs];
+        for g in 0..groups {
+            let srcs: Vec<(usize, Reg)> = (0..gi)
+                .filter_map(|i| s.chans[g * gi + i].map(|r| (i, map[&r])))
+                .collect();
+            if srcs.is_empty() {
+                continue;
+            }
+            let mut weights = Vec::with_capacity(go * srcs.len() * taps);
+            for o in 0..go {
+                for &(i, _) in &srcs {
+                    for t in 0..taps {
+                        weights.push(weight(g * go + o, i, t));
+                    }
+                }
+            }
+            let l = Linear {
+                srcs: srcs.iter().map(|x| x.1).collect(),
+                dsts: vec![],
+                steps: steps.clone(),
+                masks: masks.clone(),
+                weights,
+                weight_scale: ws,
+                bias: bias.map(|b| b[g * go..(g + 1) * go].to_vec()),
+                bias_mask: None,
+            };
+            let dsts = em.linear(l, go)?;
+            // Left unrescaled: the consumer rescales (to exactly Delta) when it multiplies.
+            for (o, d) in dsts.into_iter().enumerate() {
+                chans[g * go + o] = Some(d);
+            }
+        }
+        for (&r, &f) in regs.iter().zip(&fresh) {
+            if r != f {
+                em.release(f);
+            }
+        }
+        if chans.iter().any(|c| c.is_none()) {
+            return Err(layout_err(em, "a group has only zero input channels"));
+        }
+        Ok(Value::Spatial(Spatial { chans, ..win.out }))
+    }
+}
+
+impl Layout for Reference {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn input(
+        &self,
+        em: &mut Emitter,
+        shape: &[usize],
+    ) -> Result<(Value, InputPacking), LowerError> {
+        // Encrypted at Delta^2 when a prime is left to rescale by (the first product
+        // then takes weights at ~Delta: the same tower), so that the rotations of the
+        // first layer run at a scale where key-switching noise is negligible.
+        let level = em.top_level();
+        let scale = if level > 0 {
+            em.delta * em.delta
+        } else {
+            em.delta
+        };
+        let st = CtState { level, scale };
+        match shape {
+            [1, c, h, w] => {
+                if h * w > em.slots {
+                    return Err(layout_err(
+                        em,
+                        format!(
+                            "a {h}x{w} channel needs {} slots, the ring has {}",
+                            h * w,
+                            em.slots
+                        ),
+                    ));
+                }
+                let mut chans = vec![];
+                let mut placement = vec![];
+                for ch in 0..*c {
+                    let r = em.alloc(st);
+                    chans.push(Some(r));
+                    for i in 0..*h {
+                        for j in 0..*w {
+                            placement.push((((ch * h + i) * w + j) as u32, r, (i * w + j) as u32));
+                        }
+                    }
+                }
+                let v = Spatial {
+                    chans,
+                    h: *h,
+                    w: *w,
+                    origin: 0,
+                    row: *w as i64,
+                    col: 1,
+                };
+                Ok((
+                    Value::Spatial(v),
+                    InputPacking {
+                        placement,
+                        cts: *c as u32,
+                    },
+                ))
+            }
+            [1, f] => {
+                if *f > em.slots {
+                    return Err(layout_err(
+                        em,
+                        format!("{f} features exceed {} slots", em.slots),
+                    ));
+                }
+                let r = em.alloc(st);
+                let items = (0..*f).map(|k| Some((r, k as u32))).collect();
+                let placement = (0..*f).map(|k| (k as u32, r, k as u32)).collect();
+                Ok((
+                    Value::Features(Features { items }),
+                    InputPacking { placement, cts: 1 },
+                ))
+            }
+            _ => Err(layout_err(
+                em,
+                format!("input of shape {shape:?}: expected (1, C, H, W) or (1, F)"),
+            )),
+        }
+    }
+
+    fn conv(&self, em: &mut Emitter, x: &Value, conv: &Conv) -> Result<Value, LowerError> {
+        let s = spatial(em, x)?;
+        let ws = conv.weight.shape();
+        let (co, ci_g, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+        if ci_g * conv.group != s.chans.len() {
+            return Err(layout_err(em, "weight and input channel counts disagree"));
+        }
+        let win = window(em, s, [kh, kw], conv.strides, conv.pads)?;
+        let w = conv.weight.data();
+        let weight = |o: usize, i: usize, t: usize| w[((o * ci_g + i) * kh * kw) + t];
+        let bias = conv.bias.as_ref().map(|b| b.data().to_vec());
+        self.windowed(em, s, win, conv.group, co, &weight, bias.as_deref(), false)
+    }
+
+    fn sum_pool(&self, em: &mut Emitter, x: &Value, p: &AveragePool) -> Result<Value, LowerError> {
+        let s = spatial(em, x)?;
+        let win = window(em, s, p.kernel, p.strides, p.pads)?;
+        let c = s.chans.len();
+        self.windowed(em, s, win, c, c, &|_, _, _| 1.0, None, true)
+    }
+
+    fn global_sum_pool(&self, em: &mut Emitter, x: &Value) -> Result<Value, LowerError> {
+        let s = spatial(em, x)?;
+        let mut chans = vec![];
+        for c in &s.chans {
+            chans.push(match c {
+                None => None,
+                Some(r) => {
+                    let r = em.owned(*r, false);
+                    let r = sum_shifts(em, r, s.w, s.col)?;
+                    Some(sum_shifts(em, r, s.h, s.row)?)
+                }
+            });
+        }
+        Ok(Value::Spatial(Spatial {
+            chans,
+            h: 1,
+            w: 1,
+            ..s.clone()
+        }))
+    }
+
+    fn gemm(&self, em: &mut Emitter, x: &Value, g: &Gemm) -> Result<Value, LowerError> {
+        let items = match x {
+            Value::Features(f) => f.items.clone(),
+            Value::Spatial(s) if s.h == 1 && s.w == 1 => s
+                .chans
+                .iter()
+                .map(|c| c.map(|r| (r, s.origin as u32)))
+                .collect(),
+            _ => return Err(layout_err(em, "Gemm expects a flat (1, K) input")),
+        };
+        if g.trans_a {
+            return Err(unsupported(em, "Gemm", "transA = 1 on a (1, K) input"));
+        }
+        let bs = g.b.shape();
+        let (k, n) = if g.trans_b {
+            (bs[1], bs[0])
+        } else {
+            (bs[0], bs[1])
+        };
+        if k != items.len() {
+            return Err(layout_err(em, "Gemm weight and input sizes disagree"));
+        }
+        let b = g.b.data();
+        let wt = |o: usize, kk: usize| {
+            g.alpha
+                * if g.trans_b {
+                    b[o * k + kk]
+                } else {
+                    b[kk * n + o]
+                }
+        };
+        let bias: Vec<f64> = match &g.c {
+            None => vec![0.0; n],
+            Some(c) => {
+                let d = c.data();
+                (0..n)
+                    .map(|o| g.beta * if d.len() == 1 { d[0] } else { d[o] })
+                    .collect()
+            }
+        };
+        let present: Vec<(usize, Reg, u32)> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, it)| it.map(|(r, s)| (i, r, s)))
+            .collect();
+        if present.is_empty() {
+            return Err(layout_err(em, "every Gemm input is zero"));
+        }
+        let regs: Vec<Reg> = {
+            let mut v: Vec<Reg> = present.iter().map(|x| x.1).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let slot0 = present[0].2;
+        let one_per_reg = regs.len() == present.len() && present.iter().all(|x| x.2 == slot0);
+        let fresh = freshen_all(em, &regs, false, false)?;
+        let map: std::collections::HashMap<Reg, Reg> =
+            regs.iter().copied().zip(fresh.iter().copied()).collect();
+        let st = em.uniform(&fresh)?;
+        let ws = em.product_scale(st).ok_or_else(|| LowerError::Exhausted {
+            layer: em.origin().to_string(),
+        })?;
+        let mut out = vec![];
+        if one_per_reg {
+            // One value per ciphertext, all at one slot: an integer multiply-accumulate.
+            let mut weights = vec![];
+            for o in 0..n {
+                for &(i, _, _) in &present {
+                    weights.push(wt(o, i));
+                }
+            }
+            let l = Linear {
+                srcs: present.iter().map(|x| map[&x.1]).collect(),
+                dsts: vec![],
+                steps: vec![0],
+                masks: vec![None],
+                weights,
+                weight_scale: ws,
+                bias: Some(bias),
+                bias_mask: None,
+            };
+            for d in em.linear(l, n)? {
+                out.push(Some((d, slot0)));
+            }
+        } else {
+            // Many values per ciphertext: plaintext products, rotate-and-sum to the
+            // smallest slot, then the bias.
+            let lo = present.iter().map(|x| x.2).min().unwrap();
+            let hi = present.iter().map(|x| x.2).max().unwrap();
+            let span = ((hi - lo + 1) as usize).next_power_of_two();
+            for (o, &bo) in bias.iter().enumerate() {
+                let mut srcs = vec![];
+                let mut vecs = vec![];
+                for &r in &regs {
+                    let mut entries: Vec<(u32, f64)> = present
+                        .iter()
+                        .filter(|x| x.1 == r)
+                        .map(|x| (x.2, wt(o, x.0)))
+                        .filter(|e| e.1 != 0.0)
+                        .collect();
+                    entries.sort_by_key(|e| e.0);
+                    if !entries.is_empty() {
+                        srcs.push(map[&r]);
+                        vecs.push(SlotVector { entries });
+                    }
+                }
+                let d = if srcs.is_empty() {
+                    // An all-zero row: any input times zero.
+                    let src = vec![fresh[0]];
+                    em.dot(src, vec![SlotVector { entries: vec![] }], ws)?
+                } else {
+                    em.dot(srcs, vecs, ws)?
+                };
+                // Rotate before the rescale: at ~Delta^3 the key-switching noise vanishes
+                // against the scale (at Delta it would cost several bits).
+                let mut step = span / 2;
+                while step >= 1 {
+                    let t = em.rotate(d, step as i64);
+                    em.add(d, d, t)?;
+                    em.release(t);
+                    step /= 2;
+                }
+                em.add_const(d, bo);
+                let d = freshen(em, d, true, true)?;
+                out.push(Some((d, lo)));
+            }
+        }
+        for (&r, &f) in regs.iter().zip(&fresh) {
+            if r != f {
+                em.release(f);
+            }
+        }
+        Ok(Value::Features(Features { items: out }))
+    }
+
+    fn affine(
+        &self,
+        em: &mut Emitter,
+        x: &Value,
+        mul: &[f64],
+        add: &[f64],
+        steal: bool,
+    ) -> Result<Value, LowerError> {
+        let scaled = mul.iter().any(|&m| m != 1.0);
+        let f = |em: &mut Emitter, r: Reg, c: usize| -> Result<Reg, LowerError> {
+            let mut r = em.owned(r, steal);
+            if scaled {
+                r = freshen(em, r, true, false)?;
+                let st = em.state(r);
+                let ws = em.product_scale(st).ok_or_else(|| LowerError::Exhausted {
+                    layer: em.origin().to_string(),
+                })?;
+                em.mul_const(r, per(mul, c), ws);
+                em.add_const(r, per(add, c));
+            } else {
+                em.add_const(r, per(add, c));
+            }
+            Ok(r)
+        };
+        map_channels(em, x, &[mul, add], f)
+    }
+
+    fn poly(
+        &self,
+        em: &mut Emitter,
+        x: &Value,
+        p: &Poly,
+        steal: bool,
+    ) -> Result<Value, LowerError> {
+        let (c0, c1, c2) = match p {
+            Poly::Quadratic { c0, c1, c2 } => (c0, c1, c2),
+            Poly::Bivariate { .. } => {
+                return Err(unsupported(
+                    em,
+                    "Poly",
+                    "bivariate polynomials are not lowered yet (no committed model has one)",
+                ))
+            }
+        };
+        if c2.iter().all(|&v| v == 0.0) {
+            return self.affine(em, x, c1, c0, steal);
+        }
+        let monic = c2.iter().all(|&v| v == 1.0);
+        let linear = c1.iter().any(|&v| v != 0.0);
+        let f = |em: &mut Emitter, r: Reg, c: usize| -> Result<Reg, LowerError> {
+            let xr = freshen(em, r, steal, true)?;
+            let s = em.state(xr).scale;
+            let y = em.square_into(xr);
+            let d = em.delta;
+            if !monic {
+                em.mul_const(y, per(c2, c), d);
+            }
+            if linear {
+                let xo = em.owned(xr, steal || xr != r);
+                em.mul_const(xo, per(c1, c), if monic { s } else { s * d });
+                em.add(y, y, xo)?;
+                if xo != r {
+                    em.release(xo);
+                }
+            } else if xr != r {
+                em.release(xr);
+            }
+            em.add_const(y, per(c0, c));
+            Ok(y)
+        };
+        map_channels(em, x, &[c0, c1, c2], f)
+    }
+
+    fn add(
+        &self,
+        em: &mut Emitter,
+        a: &Value,
+        b: &Value,
+        sign: i64,
+        steal: (bool, bool),
+    ) -> Result<Value, LowerError> {
+        let ra = a.regs();
+        let rb = b.regs();
+        let sa = ra.first().map(|&r| em.state(r));
+        let sb = rb.first().map(|&r| em.state(r));
+        let target = match (sa, sb) {
+            (Some(x), Some(y)) => {
+                if x.level < y.level || (x.level == y.level && x.scale >= y.scale) {
+                    x
+                } else {
+                    y
+                }
+            }
+            (Some(x), None) | (None, Some(x)) => x,
+            (None, None) => return Err(layout_err(em, "both addends are zero")),
+        };
+        let pair =
+            |em: &mut Emitter, x: Option<Reg>, y: Option<Reg>| -> Result<Option<Reg>, LowerError> {
+                let xa = x.map(|r| align_to(em, r, target, steal.0)).transpose()?;
+                let mut yb = y.map(|r| align_to(em, r, target, steal.1)).transpose()?;
+                if sign != 1 {
+                    if let Some(r) = yb {
+                        let r2 = em.owned(r, steal.1 || Some(r) != y);
+                        em.mul_int(r2, sign);
+                        yb = Some(r2);
+                    }
+                }
+                Ok(match (xa, yb) {
+                    (Some(p), Some(q)) => {
+                        let dst = if Some(p) != x || (steal.0 && em.refs(p) <= 1) {
+                            p
+                        } else {
+                            em.owned(p, false)
+                        };
+                        em.add(dst, dst, q)?;
+                        if Some(q) != y {
+                            em.release(q);
+                        }
+                        Some(dst)
+                    }
+                    (Some(p), None) => Some(p),
+                    (None, Some(q)) => Some(q),
+                    (None, None) => None,
+                })
+            };
+        match (a, b) {
+            (Value::Spatial(x), Value::Spatial(y)) => {
+                if (x.h, x.w, x.origin, x.row, x.col) != (y.h, y.w, y.origin, y.row, y.col)
+                    || x.chans.len() != y.chans.len()
+                {
+                    return Err(layout_err(
+                        em,
+                        "the addends are laid out differently (this layout does not repack)",
+                    ));
+                }
+                let mut chans = vec![];
+                for (p, q) in x.chans.iter().zip(&y.chans) {
+                    chans.push(pair(em, *p, *q)?);
+                }
+                Ok(Value::Spatial(Spatial { chans, ..x.clone() }))
+            }
+            (Value::Features(x), Value::Features(y)) => {
+                if x.items.len() != y.items.len() {
+                    return Err(layout_err(em, "addends of different lengths"));
+                }
+                let mut items = vec![];
+                for (p, q) in x.items.iter().zip(&y.items) {
+                    if let (Some(p), Some(q)) = (p, q) {
+                        if p.1 != q.1 {
+                            return Err(layout_err(em, "addends at different slots"));
+                        }
+                    }
+                    let slot = p.or(*q).map(|v| v.1);
+                    let r = pair(em, p.map(|v| v.0), q.map(|v| v.0))?;
+                    items.push(r.zip(slot));
+                }
+                Ok(Value::Features(Features { items }))
+            }
+            _ => Err(layout_err(em, "adding an NCHW tensor to a flat one")),
+        }
+    }
+
+    fn reshape(&self, em: &mut Emitter, x: &Value, shape: &[usize]) -> Result<Value, LowerError> {
+        let numel: usize = shape.iter().product();
+        match (x, shape) {
+            (Value::Spatial(s), [1, f]) if *f == s.chans.len() * s.h * s.w => {
+                let mut items = vec![];
+                for c in &s.chans {
+                    for i in 0..s.h {
+                        for j in 0..s.w {
+                            items.push(c.map(|r| (r, s.slot(i, j) as u32)));
+                        }
+                    }
+                }
+                Ok(Value::Features(Features { items }))
+            }
+            (Value::Spatial(s), [1, c, h, w]) if (*c, *h, *w) == (s.chans.len(), s.h, s.w) => {
+                Ok(x.clone())
+            }
+            (Value::Features(f), [1, n]) if *n == f.items.len() => Ok(x.clone()),
+            (Value::Features(f), [1, c, 1, 1]) if *c == f.items.len() => {
+                let slot = f.items.iter().flatten().map(|v| v.1).next().unwrap_or(0);
+                let regs: Vec<Reg> = f.items.iter().flatten().map(|v| v.0).collect();
+                let distinct = {
+                    let mut r = regs.clone();
+                    r.sort_unstable();
+                    r.dedup();
+                    r.len() == regs.len()
+                };
+                if !distinct || f.items.iter().flatten().any(|v| v.1 != slot) {
+                    return Err(layout_err(
+                        em,
+                        "reshape to NCHW of values sharing a ciphertext",
+                    ));
+                }
+                Ok(Value::Spatial(Spatial {
+                    chans: f.items.iter().map(|v| v.map(|v| v.0)).collect(),
+                    h: 1,
+                    w: 1,
+                    origin: slot as i64,
+                    row: 1,
+                    col: 1,
+                }))
+            }
+            _ => Err(unsupported(
+                em,
+                "Reshape",
+                format!("to {shape:?} ({numel} values) from this layout"),
+            )),
+        }
+    }
+
+    fn slice(&self, em: &mut Emitter, x: &Value, axes: &[SliceAxis]) -> Result<Value, LowerError> {
+        let mut v = x.clone();
+        for (axis, a) in axes.iter().enumerate() {
+            if a.step < 1 {
+                return Err(unsupported(em, "Slice", "negative steps"));
+            }
+            let step = a.step as usize;
+            let pick = |n: usize| -> Vec<usize> {
+                (0..a.len)
+                    .map(|k| a.start + k * step)
+                    .filter(|&i| i < n)
+                    .collect()
+            };
+            match &mut v {
+                Value::Spatial(s) => match axis {
+                    0 => {
+                        if a.start != 0 || a.len != 1 {
+                            return Err(unsupported(em, "Slice", "slicing the batch axis"));
+                        }
+                    }
+                    1 => {
+                        let idx = pick(s.chans.len());
+                        s.chans = idx.iter().map(|&i| s.chans[i]).collect();
+                    }
+                    2 => {
+                        s.origin += a.start as i64 * s.row;
+                        s.row *= step as i64;
+                        s.h = a.len;
+                    }
+                    3 => {
+                        s.origin += a.start as i64 * s.col;
+                        s.col *= step as i64;
+                        s.w = a.len;
+                    }
+                    _ => return Err(unsupported(em, "Slice", "axis beyond 3")),
+                },
+                Value::Features(f) => match axis {
+                    0 => {}
+                    1 => {
+                        let idx = pick(f.items.len());
+                        f.items = idx.iter().map(|&i| f.items[i]).collect();
+                    }
+                    _ => return Err(unsupported(em, "Slice", "axis beyond 1 of a flat tensor")),
+                },
+            }
+        }
+        Ok(v)
+    }
+
+    fn pad(
+        &self,
+        em: &mut Emitter,
+        x: &Value,
+        pads: &[(usize, usize)],
+    ) -> Result<Value, LowerError> {
+        let mut v = x.clone();
+        for (axis, &(b, e)) in pads.iter().enumerate() {
+            if b == 0 && e == 0 {
+                continue;
+            }
+            match (&mut v, axis) {
+                (Value::Spatial(s), 1) => {
+                    let mut c = vec![None; b];
+                    c.extend(s.chans.iter().copied());
+                    c.extend(std::iter::repeat_n(None, e));
+                    s.chans = c;
+                }
+                (Value::Features(f), 1) => {
+                    let mut c = vec![None; b];
+                    c.extend(f.items.iter().copied());
+                    c.extend(std::iter::repeat_n(None, e));
+                    f.items = c;
+                }
+                _ => {
+                    return Err(unsupported(
+                        em,
+                        "Pad",
+                        "only channel padding (spatial zero padding belongs in the Conv)",
+                    ))
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    fn output(&self, em: &mut Emitter, x: &Value) -> Result<Vec<(u32, Reg, u32)>, LowerError> {
+        let mut out = vec![];
+        let zero = || layout_err(em, "an output value is identically zero");
+        match x {
+            Value::Features(f) => {
+                for (k, it) in f.items.iter().enumerate() {
+                    let (r, s) = it.ok_or_else(zero)?;
+                    out.push((k as u32, r, s));
+                }
+            }
+            Value::Spatial(s) => {
+                for (c, r) in s.chans.iter().enumerate() {
+                    let r = r.ok_or_else(zero)?;
+                    for i in 0..s.h {
+                        for j in 0..s.w {
+                            out.push((((c * s.h + i) * s.w + j) as u32, r, s.slot(i, j) as u32));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Applies `f` to every non-zero channel of a uniform value, once per register: features
+/// that share a ciphertext must share their coefficients (`coeffs`, per channel), else the
+/// op needs slot-vector constants this layout does not emit (an error).
+fn map_channels(
+    em: &mut Emitter,
+    x: &Value,
+    coeffs: &[&[f64]],
+    mut f: impl FnMut(&mut Emitter, Reg, usize) -> Result<Reg, LowerError>,
+) -> Result<Value, LowerError> {
+    match x {
+        Value::Spatial(s) => {
+            let mut chans = vec![];
+            for (c, r) in s.chans.iter().enumerate() {
+                chans.push(match r {
+                    Some(r) => Some(f(em, *r, c)?),
+                    None => {
+                        return Err(layout_err(
+                            em,
+                            "an elementwise op on an identically zero channel",
+                        ))
+                    }
+                });
+            }
+            Ok(Value::Spatial(Spatial { chans, ..s.clone() }))
+        }
+        Value::Features(fe) => {
+            let mut done: std::collections::HashMap<Reg, (usize, Reg)> = Default::default();
+            let mut items = vec![];
+            for (c, it) in fe.items.iter().enumerate() {
+                let Some((r, s)) = *it else {
+                    return Err(layout_err(
+                        em,
+                        "an elementwise op on an identically zero feature",
+                    ));
+                };
+                let out = match done.get(&r) {
+                    Some(&(c0, out)) => {
+                        if coeffs.iter().any(|v| per(v, c0) != per(v, c)) {
+                            return Err(unsupported(
+                                em,
+                                "elementwise",
+                                "per-feature constants on features that share a ciphertext",
+                            ));
+                        }
+                        out
+                    }
+                    None => {
+                        let out = f(em, r, c)?;
+                        done.insert(r, (c, out));
+                        out
+                    }
+                };
+                items.push(Some((out, s)));
+            }
+            Ok(Value::Features(Features { items }))
+        }
+    }
+}
