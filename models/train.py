@@ -7,7 +7,9 @@ plain L2 norm, not squared) and B = 2.  Penalty warm-up: epoch 1 uses zeta/100 a
 cross-entropy, epoch 2 zeta/50, epoch 3 zeta/10, epoch 4 zeta/5, then zeta
 (--zeta-warmup, --no-ce-epochs).  For fine-tuning, --warmup-stage-steps N compresses
 the same warm-up: each multiplier then lasts N optimizer steps instead of one epoch
-(and --no-ce-epochs counts those N-step stages), after which zeta applies.  SGD with
+(and --no-ce-epochs counts those N-step stages), after which zeta applies;
+--zeta-schedule changes zeta from given epochs on (a run can be resumed with a schedule
+that changes only epochs after its checkpoint).  SGD with
 momentum and weight decay, linear lr warm-up then cosine decay (per step), random crop
 (pad 4) + horizontal flip, gradient-norm clipping, non-finite steps skipped (and counted).
 Optional (off by default, not used by train_all.sh): --kd-alpha distils from the shared
@@ -83,6 +85,9 @@ def parse_args(argv=None):
                     help="multipliers of zeta for epochs 1,2,...; later epochs use 1")
     ap.add_argument("--no-ce-epochs", type=int, default=1,
                     help="first epochs (or warm-up stages) trained on the penalty alone (no CE)")
+    ap.add_argument("--zeta-schedule", default="",
+                    help='later changes of zeta, "E:Z[,E:Z...]": from epoch E on (1-based) zeta is Z '
+                         '(overrides the warm-up); e.g. "9:0.05"')
     ap.add_argument("--warmup-stage-steps", type=int, default=0,
                     help="length in steps of each penalty warm-up stage (0: one epoch each, "
                          "as in the reference recipe)")
@@ -117,7 +122,7 @@ def parse_args(argv=None):
 
 # Arguments that define the trajectory; a resumed run must agree on them.
 TRAJECTORY_KEYS = ["depth", "act", "init", "init_scale", "epochs", "lr", "lr_warmup_epochs", "momentum",
-                   "wd", "batch", "zeta", "zeta_warmup", "no_ce_epochs", "warmup_stage_steps", "kd_alpha", "kd_temp", "bound",
+                   "wd", "batch", "zeta", "zeta_warmup", "zeta_schedule", "no_ce_epochs", "warmup_stage_steps", "kd_alpha", "kd_temp", "bound",
                    "clip", "seed", "steps_per_epoch"]
 
 
@@ -130,7 +135,27 @@ def zeta_and_ce(args, epoch, step):
     """(zeta, whether CE is used) for one optimizer step."""
     mult = [float(m) for m in args.zeta_warmup.split(",") if m.strip()]
     stage = warmup_stage(args, epoch, step)
-    return args.zeta * (mult[stage] if stage < len(mult) else 1.0), stage >= args.no_ce_epochs
+    zeta = args.zeta * (mult[stage] if stage < len(mult) else 1.0)
+    for e, z in parse_zeta_schedule(args.zeta_schedule):
+        if epoch >= e:
+            zeta = z
+    return zeta, stage >= args.no_ce_epochs
+
+
+def parse_zeta_schedule(text):
+    out = []
+    for item in text.split(","):
+        if item.strip():
+            e, z = item.split(":")
+            out.append((int(e), float(z)))
+    return sorted(out)
+
+
+def schedules_agree_until(a, b, epoch):
+    """Whether two --zeta-schedule strings give the same zeta for epochs 1..epoch."""
+    sa = [x for x in parse_zeta_schedule(a) if x[0] <= epoch]
+    sb = [x for x in parse_zeta_schedule(b) if x[0] <= epoch]
+    return sa == sb
 
 
 def lr_lambda_factory(total_steps, warm_steps):
@@ -229,6 +254,10 @@ def main(argv=None):
         diff = {k: (saved.get(k, parse_args(["--run-name", "x"]).__dict__[k]), getattr(args, k))
                 for k in TRAJECTORY_KEYS}
         diff = {k: v for k, v in diff.items() if v[0] != v[1]}
+        # A zeta schedule that only changes epochs after the checkpoint leaves the
+        # trajectory so far as it was: a run may be continued with it.
+        if "zeta_schedule" in diff and schedules_agree_until(*diff["zeta_schedule"], ckpt["epoch"]):
+            del diff["zeta_schedule"]
         if diff:
             sys.exit(f"{last_path}: arguments differ from the checkpointed run: {diff}")
         if ckpt["epoch"] >= args.epochs:
