@@ -30,10 +30,12 @@ import resnet_cifar as rc
 
 @torch.no_grad()
 def evaluate(model, x_test, y_test, batch=500, stats=False, bound=rc.QUAD_RANGE):
-    """Return dict(acc, correct, n, [max_pre, frac_out, nan_logits])."""
+    """Return dict(acc, correct, n, nan_logits, [max_pre, frac_out, img_max]); img_max is
+    each image's largest |activation input| (NaN counts as inf)."""
     model.eval()
     model.set_record(stats)
     correct, max_pre, n_out, n_pre, nan_rows = 0, 0.0, 0, 0, 0
+    img_max = []
     for i in range(0, len(x_test), batch):
         x = rc.normalise(torch.from_numpy(x_test[i:i + batch]))
         y = torch.from_numpy(y_test[i:i + batch])
@@ -41,17 +43,21 @@ def evaluate(model, x_test, y_test, batch=500, stats=False, bound=rc.QUAD_RANGE)
         nan_rows += int((~torch.isfinite(logits)).any(1).sum())
         correct += int((logits.argmax(1) == y).sum())
         if stats:
+            im = torch.zeros(len(x))
             for a in model.preacts():
+                im = torch.maximum(im, torch.nan_to_num(a.abs(), nan=math.inf).amax(dim=(1, 2, 3)))
                 fa = a.abs()
                 m = float(fa.max())
                 max_pre = m if (math.isnan(m) or m > max_pre) else max_pre
                 n_out += int((fa > bound).sum()) + int(torch.isnan(a).sum())
                 n_pre += a.numel()
+            img_max.append(im)
     model.set_record(False)
     out = dict(acc=100.0 * correct / len(x_test), correct=correct, n=len(x_test),
                nan_logits=nan_rows)
     if stats:
-        out.update(max_pre=max_pre, frac_out=n_out / max(n_pre, 1))
+        out.update(max_pre=max_pre, frac_out=n_out / max(n_pre, 1),
+                   img_max=torch.cat(img_max).numpy())
     return out
 
 
@@ -76,6 +82,11 @@ def main():
     if "max_pre" in r:
         print(f"max |pre-activation| {r['max_pre']:.4g}; fraction outside "
               f"[-{rc.QUAD_RANGE:g}, {rc.QUAD_RANGE:g}]: {r['frac_out']:.3e}")
+        im = r["img_max"]
+        q = np.quantile(im, [0.5, 0.99, 0.999])
+        print(f"per-image max |pre-activation|: median {q[0]:.3g}, 99th percentile {q[1]:.3g}, "
+              f"99.9th {q[2]:.3g}; images with any activation input beyond 2: {int((im > 2).sum())}, "
+              f"beyond 4: {int((im > 4).sum())}, beyond 100: {int((im > 100).sum())}")
 
 
 if __name__ == "__main__":
