@@ -60,52 +60,102 @@ pub struct RunStats {
     pub decrypt_s: f64,
     pub eval_key_bytes: u64,
     pub rotation_keys: usize,
+    /// Evaluation seconds per layer (instructions grouped by their origin), in order.
+    pub layer_s: Vec<(String, f64)>,
 }
 
-/// Encrypts `input` (the flattened input tensor), runs the program, decrypts the output.
+/// The client's keys for one program (made once, used for many inputs).
+pub struct Session {
+    ctx: std::sync::Arc<Context>,
+    sk: runtime::ckks::SecretKey,
+    keys: runtime::ckks::EvalKeys,
+    pub keygen_s: f64,
+    pub eval_key_bytes: u64,
+}
+
+impl Session {
+    /// Client: a secret key and the evaluation keys the program needs.
+    pub fn new(program: &Program) -> Result<Self, E2eError> {
+        let ctx = Context::new(program.params.clone())?;
+        let t = Instant::now();
+        let req = KeyRequirements::of(program)?;
+        let mut kg = KeyGenerator::new(&ctx);
+        let sk = kg.secret_key();
+        let keys = kg.eval_keys(&sk, req.relin_level, &req.galois(&ctx))?;
+        let keygen_s = t.elapsed().as_secs_f64();
+        let eval_key_bytes = runtime::codec::eval_keys_to_bytes(&keys)?.len() as u64;
+        Ok(Session {
+            ctx,
+            sk,
+            keys,
+            keygen_s,
+            eval_key_bytes,
+        })
+    }
+
+    /// Encrypts `input` (the flattened input tensor), runs the program with the
+    /// evaluation keys only, decrypts the output.
+    pub fn run(
+        &self,
+        program: &Program,
+        input: &[f64],
+        mut progress: impl FnMut(usize, usize, &str),
+    ) -> Result<(Vec<f64>, RunStats), E2eError> {
+        let ctx = &self.ctx;
+        let mut st = RunStats {
+            keygen_s: self.keygen_s,
+            eval_key_bytes: self.eval_key_bytes,
+            rotation_keys: self.keys.galois.len(),
+            ..Default::default()
+        };
+        // Client: encrypt.
+        let t = Instant::now();
+        let packed = program.input.pack(input, ctx.params().slots())?;
+        let enc = Encoder::new(ctx);
+        let mut encryptor = Encryptor::new(ctx);
+        let cts = packed
+            .iter()
+            .map(|v| {
+                let pt = enc.encode(v, program.input.scale, program.input.level as usize)?;
+                encryptor.encrypt_sk(&pt, &self.sk)
+            })
+            .collect::<runtime::Result<Vec<_>>>()?;
+        st.encrypt_s = t.elapsed().as_secs_f64();
+        // Server: evaluation keys only.
+        let t = Instant::now();
+        let mut last = Instant::now();
+        let mut layer_s: Vec<(String, f64)> = vec![];
+        let out = Executor::new(ctx, program, &self.keys)?.run(cts, |done, total, layer| {
+            let dt = last.elapsed().as_secs_f64();
+            last = Instant::now();
+            match layer_s.last_mut() {
+                Some((name, s)) if name == layer => *s += dt,
+                _ => layer_s.push((layer.to_string(), dt)),
+            }
+            progress(done, total, layer)
+        })?;
+        st.eval_s = t.elapsed().as_secs_f64();
+        st.layer_s = layer_s;
+        // Client: decrypt.
+        let t = Instant::now();
+        let dec = Decryptor::new(ctx, &self.sk);
+        let mut slots = std::collections::BTreeMap::new();
+        for (r, ct) in &out {
+            slots.insert(*r, dec.decrypt(ct)?);
+        }
+        let y = program.output.gather(&slots)?;
+        st.decrypt_s = t.elapsed().as_secs_f64();
+        Ok((y, st))
+    }
+}
+
+/// Keygen, encrypt, evaluate and decrypt one input.
 pub fn run_encrypted(
     program: &Program,
     input: &[f64],
     progress: impl FnMut(usize, usize, &str),
 ) -> Result<(Vec<f64>, RunStats), E2eError> {
-    let ctx = Context::new(program.params.clone())?;
-    let mut st = RunStats::default();
-    // Client: keys.
-    let t = Instant::now();
-    let req = KeyRequirements::of(program)?;
-    let mut kg = KeyGenerator::new(&ctx);
-    let sk = kg.secret_key();
-    let keys = kg.eval_keys(&sk, req.relin_level, &req.galois(&ctx))?;
-    st.keygen_s = t.elapsed().as_secs_f64();
-    st.rotation_keys = keys.galois.len();
-    st.eval_key_bytes = runtime::codec::eval_keys_to_bytes(&keys)?.len() as u64;
-    // Client: encrypt.
-    let t = Instant::now();
-    let packed = program.input.pack(input, ctx.params().slots())?;
-    let enc = Encoder::new(&ctx);
-    let mut encryptor = Encryptor::new(&ctx);
-    let cts = packed
-        .iter()
-        .map(|v| {
-            let pt = enc.encode(v, program.input.scale, program.input.level as usize)?;
-            encryptor.encrypt_sk(&pt, &sk)
-        })
-        .collect::<runtime::Result<Vec<_>>>()?;
-    st.encrypt_s = t.elapsed().as_secs_f64();
-    // Server: evaluation keys only.
-    let t = Instant::now();
-    let out = Executor::new(&ctx, program, &keys)?.run(cts, progress)?;
-    st.eval_s = t.elapsed().as_secs_f64();
-    // Client: decrypt.
-    let t = Instant::now();
-    let dec = Decryptor::new(&ctx, &sk);
-    let mut slots = std::collections::BTreeMap::new();
-    for (r, ct) in &out {
-        slots.insert(*r, dec.decrypt(ct)?);
-    }
-    let y = program.output.gather(&slots)?;
-    st.decrypt_s = t.elapsed().as_secs_f64();
-    Ok((y, st))
+    Session::new(program)?.run(program, input, progress)
 }
 
 /// Peak resident memory of this process so far (VmHWM), in bytes, where the OS says.

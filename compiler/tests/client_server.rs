@@ -224,3 +224,112 @@ fn keygen_encrypt_eval_decrypt_matches_f64() {
     fails_with(&refs(&eval_with(&evk)), "truncated");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// From ONNX: `fhec compile` (128-bit parameters), then the client and server verbs, and
+/// `fhec run --json`, all against the f64 interpreter's output on the same input.
+#[test]
+fn compile_then_client_server_matches_interpreter() {
+    let d = tmpdir().join("compiled");
+    std::fs::create_dir_all(&d).unwrap();
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/");
+    let model = format!("{data}tiny_gemm_head.onnx");
+    let input = format!("{data}tiny_gemm_head_input.pb");
+    let prog = d.join("m.fheprog");
+    let (sk, evk, ct, out) = (
+        d.join("c.sk"),
+        d.join("s.evk"),
+        d.join("x.ct"),
+        d.join("o.ct"),
+    );
+    let ok = |r: std::process::Output| {
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        r
+    };
+    ok(fhec(&["compile", &model, "-o", s(&prog)]));
+    ok(fhec(&[
+        "keygen",
+        s(&prog),
+        "--secret",
+        s(&sk),
+        "--eval",
+        s(&evk),
+    ]));
+    ok(fhec(&[
+        "encrypt",
+        s(&prog),
+        "--secret",
+        s(&sk),
+        "--input",
+        &input,
+        "-o",
+        s(&ct),
+    ]));
+    ok(fhec(&[
+        "eval",
+        s(&prog),
+        "--eval",
+        s(&evk),
+        "--input",
+        s(&ct),
+        "-o",
+        s(&out),
+    ]));
+    let dec = ok(fhec(&[
+        "decrypt",
+        s(&prog),
+        "--secret",
+        s(&sk),
+        "--input",
+        s(&out),
+        "--json",
+    ]));
+    let plain = ok(fhec(&["interpret", &model, "--input", &input, "--json"]));
+    let a: serde_json::Value = serde_json::from_slice(&dec.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
+    assert_eq!(a["shape"], b["shape"]);
+    assert_eq!(a["top1"], b["top1"]);
+    let vals = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let (x, y) = (vals(&a["output"]), vals(&b["output"]));
+    let (err, bits) = compiler::e2e::error_bits(&x, &y);
+    assert!(
+        bits >= 10.0,
+        "decrypted vs interpreted: error {err:e} ({bits:.1} bits)"
+    );
+
+    let run = ok(fhec(&["run", &model, "--input", &input, "--json"]));
+    let r: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert!(r["precision_bits"].as_f64().unwrap() >= 10.0, "{r}");
+    assert_eq!(r["fhe_top1"], r["plain_top1"]);
+    assert_eq!(vals(&r["plain_output"]).len(), y.len());
+    for k in [
+        "eval_seconds",
+        "total_seconds",
+        "peak_rss_bytes",
+        "eval_key_bytes",
+        "max_abs_error",
+    ] {
+        assert!(r[k].as_f64().is_some(), "missing {k} in {r}");
+    }
+    // A compiled program with 128-bit parameters needs no opt-in, and the server still
+    // refuses the client's secret key.
+    fails_with(
+        &[
+            "eval",
+            s(&prog),
+            "--eval",
+            s(&sk),
+            "--input",
+            s(&ct),
+            "-o",
+            s(&out),
+        ],
+        "secret key",
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -17,8 +17,9 @@ fn data(name: &str) -> PathBuf {
 
 /// Compiles and runs `model` encrypted and checks the precision against the f64
 /// interpreter: `min_bits` of log2(max(1, max|y|) / max|y_enc - y|). The bounds sit ~1
-/// bit under what N = 2^13 at Delta = 2^20 measures (7.2 .. 13 bits): the rescale noise
-/// there is ~2^-9 of Delta per rescale, before the activations amplify it.
+/// bit under what N = 2^13 at Delta = 2^20 measures (7.1 .. 14.3 bits): models with an
+/// activation rescale its input to Delta, where the rescale noise is ~2^-9 of the value
+/// before the square doubles it; models without one keep ~12 bits.
 fn check(model: &str, min_bits: f64) {
     let path = data(&format!("{model}.onnx"));
     let input = tensor::read_pb(&data(&format!("{model}_input.pb"))).unwrap();
@@ -49,35 +50,35 @@ fn check(model: &str, min_bits: f64) {
 
 #[test]
 fn tiny_conv() {
-    check("tiny_conv", 7.0);
+    check("tiny_conv", 11.0);
 }
 
 #[test]
 fn tiny_conv_bn_act() {
-    check("tiny_conv_bn_act", 7.0);
+    check("tiny_conv_bn_act", 6.5);
 }
 
 #[test]
 fn tiny_strided() {
-    check("tiny_strided", 7.0);
+    check("tiny_strided", 6.5);
 }
 
 #[test]
 fn tiny_residual_1x1() {
-    check("tiny_residual_1x1", 7.0);
+    check("tiny_residual_1x1", 6.0);
 }
 
 #[test]
 fn tiny_gemm_head() {
-    check("tiny_gemm_head", 7.0);
+    check("tiny_gemm_head", 11.0);
 }
 
 #[test]
 fn tiny_mlp() {
-    check("tiny_mlp", 7.0);
+    check("tiny_mlp", 12.0);
 }
 
 #[test]
 fn tiny_lola() {
-    check("tiny_lola", 7.0);
+    check("tiny_lola", 10.0);
 }

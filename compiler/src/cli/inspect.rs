@@ -13,7 +13,7 @@ use serde_json::json;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The ONNX model.
+    /// The ONNX model, or a compiled .fheprog.
     model: PathBuf,
     /// Force the ring degree N = 2^LOG_N.
     #[arg(long)]
@@ -40,7 +40,48 @@ fn mib(b: u64) -> String {
     }
 }
 
+/// `inspect P.fheprog`: the compiled program's per-layer table, keys and parameters.
+fn inspect_program(a: &Args) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(&a.model).with_context(|| format!("reading {}", a.model.display()))?;
+    let p = runtime::program::Program::from_bytes(&bytes)
+        .with_context(|| format!("loading {}", a.model.display()))?;
+    let req = runtime::program::KeyRequirements::of(&p)?;
+    if a.json {
+        let (q, sp) = p.params.bit_sizes();
+        let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+        for i in &p.instrs {
+            *kinds.entry(i.name()).or_default() += 1;
+        }
+        let out = json!({
+            "program": a.model.display().to_string(),
+            "log_n": p.params.log_n(), "q_bits": q, "special_bits": sp,
+            "dnum": p.params.dnum(), "log_qp": p.params.log_qp(),
+            "security_bits": p.params.security_bits(),
+            "instructions": kinds, "registers": p.registers,
+            "rotation_keys": req.rotations.iter().map(|(s, l)| json!({"step": s, "level": l})).collect::<Vec<_>>(),
+            "relin_level": req.relin_level,
+            "input": {"shape": p.input.shape, "ciphertexts": p.input.cts, "level": p.input.level, "log_scale": p.input.scale.log2()},
+            "output": {"shape": p.output.shape, "registers": p.output.placement.iter().map(|x| x.1).collect::<std::collections::BTreeSet<_>>().len()},
+            "bytes": bytes.len(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    print!("{}", super::compile::summary(&p)?);
+    let keys: Vec<String> = req
+        .rotations
+        .iter()
+        .map(|(s, l)| format!("{s}@{l}"))
+        .collect();
+    println!("rotation keys (step@level): {}", keys.join(" "));
+    Ok(())
+}
+
 pub fn run(a: Args) -> anyhow::Result<()> {
+    if a.model.extension().is_some_and(|e| e == "fheprog") {
+        return inspect_program(&a);
+    }
     let opts = ImportOptions {
         input_shapes: a.input_shape.into_iter().map(Some).collect(),
         ..Default::default()

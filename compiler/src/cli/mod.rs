@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-mod compile;
+pub(crate) mod compile;
 mod decrypt;
 mod encrypt;
 mod eval;

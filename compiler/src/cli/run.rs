@@ -89,11 +89,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         println!(
             "{}",
             json!({
-                "encrypted": got, "plaintext": want, "shape": p.output.shape,
-                "top1_encrypted": top_enc, "top1_plaintext": top_plain,
+                "fhe_output": got, "plain_output": want, "shape": p.output.shape,
+                "fhe_top1": top_enc, "plain_top1": top_plain,
                 "max_abs_error": err, "precision_bits": bits,
+                "eval_seconds": st.eval_s, "total_seconds": t0.elapsed().as_secs_f64(),
+                "compile_seconds": compile_s, "keygen_seconds": st.keygen_s,
+                "encrypt_seconds": st.encrypt_s, "decrypt_seconds": st.decrypt_s,
+                "peak_rss_bytes": rss, "eval_key_bytes": st.eval_key_bytes,
+                "rotation_keys": st.rotation_keys,
                 "log_n": p.params.log_n(), "primes": p.params.q().len(),
-                "compile_s": compile_s, "stats": st, "peak_rss_bytes": rss,
+                "layer_seconds": st.layer_s,
             })
         );
         return Ok(());

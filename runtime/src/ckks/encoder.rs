@@ -81,7 +81,15 @@ impl<'a> Encoder<'a> {
             )));
         }
         let f = factor * scale;
-        let rounded: Vec<f64> = coeffs.iter().map(|c| (c * f).round()).collect();
+        // Round to nearest with the 1.5 * 2^52 trick (plain adds, vectorised) while the
+        // products stay below 2^51; `round` otherwise.
+        const MAGIC: f64 = 6755399441055744.0;
+        let small = coeffs.iter().all(|c| (c * f).abs() < 2f64.powi(51));
+        let rounded: Vec<f64> = if small {
+            coeffs.iter().map(|c| (c * f + MAGIC) - MAGIC).collect()
+        } else {
+            coeffs.iter().map(|c| (c * f).round()).collect()
+        };
         let poly = self.poly_from_rounded(&rounded, level)?;
         Ok(Plaintext { poly, scale })
     }
@@ -97,7 +105,22 @@ impl<'a> Encoder<'a> {
             )));
         }
         let mut p = RnsPoly::zero(n, tables.len(), false);
-        if max < 2f64.powi(62) {
+        let min_q = tables
+            .iter()
+            .map(|t| t.modulus().value())
+            .min()
+            .unwrap_or(0);
+        if max < min_q as f64 {
+            // Every coefficient is already below every prime (masks times weights, small
+            // constants): a sign fix-up, no reduction.
+            for (limb, t) in p.limbs_iter_mut().zip(&tables) {
+                let q = t.modulus().value() as i64;
+                for (d, &c) in limb.iter_mut().zip(coeffs) {
+                    let v = c as i64;
+                    *d = (v + ((v >> 63) & q)) as u64;
+                }
+            }
+        } else if max < 2f64.powi(62) {
             for (limb, t) in p.limbs_iter_mut().zip(&tables) {
                 let m = t.modulus();
                 for (d, &c) in limb.iter_mut().zip(coeffs) {

@@ -1,0 +1,98 @@
+//! End-to-end benchmark: one model compiled once (128-bit parameters chosen by the cost
+//! model), keys made once, then every committed CIFAR-10 test image encrypted, evaluated
+//! and decrypted, each checked against the f64 interpreter. One JSON line per image, then
+//! a summary line (top-1 agreement, worst logit error in bits, seconds per image, key
+//! sizes, peak RSS).
+//!
+//! `cargo run --release -p compiler --bin e2e-bench -- [MODEL.onnx] [--images N]`
+//! (default `models/onnx/resnet20_quad.onnx`, all 20 images of `tests/data/cifar10/`).
+
+use std::path::{Path, PathBuf};
+
+use compiler::e2e::{compile, error_bits, peak_rss_bytes, CompileOptions, Session};
+use compiler::lower::reference::Reference;
+use compiler::onnx::{import_path, ImportOptions};
+use serde_json::json;
+
+fn top1(v: &[f64]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(
+            (0, f64::NEG_INFINITY),
+            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+        )
+        .0
+}
+
+fn main() -> anyhow::Result<()> {
+    runtime::sys::tune_allocator();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut model = root.join("models/onnx/resnet20_quad.onnx");
+    let mut limit = usize::MAX;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--images" {
+            limit = args.next().and_then(|v| v.parse().ok()).unwrap_or(limit);
+        } else {
+            model = PathBuf::from(a);
+        }
+    }
+    let imp = import_path(&model, &ImportOptions::default())?;
+    let image = compiler::image::normalization(&imp.metadata, &imp.graph)
+        .ok_or_else(|| anyhow::anyhow!("{} does not take a 3-channel image", model.display()))?;
+    let original = imp.graph.clone();
+    let t = std::time::Instant::now();
+    let opts = CompileOptions {
+        image: Some(image.clone()),
+        ..Default::default()
+    };
+    let c = compile(imp.graph, &opts, &Reference, |_, _, _| {})?;
+    let compile_s = t.elapsed().as_secs_f64();
+    let p = &c.program;
+    let session = Session::new(p)?;
+    let mut pngs: Vec<PathBuf> = std::fs::read_dir(root.join("tests/data/cifar10"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    pngs.sort();
+    pngs.truncate(limit);
+    let (mut agree, mut worst_bits, mut worst_err, mut eval_total) = (0, f64::INFINITY, 0f64, 0.0);
+    for png in &pngs {
+        let s = &p.input.shape;
+        let x = compiler::image::load_png(png, [s[2], s[3]], image.mean, image.std)?;
+        let want = passes::interpret::run(&original, std::slice::from_ref(&x))?[0]
+            .data()
+            .to_vec();
+        let (got, st) = session.run(p, x.data(), |_, _, _| {})?;
+        let (err, bits) = error_bits(&got, &want);
+        let same = top1(&got) == top1(&want);
+        agree += usize::from(same);
+        worst_bits = worst_bits.min(bits);
+        worst_err = worst_err.max(err);
+        eval_total += st.eval_s;
+        println!(
+            "{}",
+            json!({
+                "image": png.file_name().unwrap().to_string_lossy(),
+                "fhe_top1": top1(&got), "plain_top1": top1(&want), "agree": same,
+                "max_abs_error": err, "precision_bits": bits,
+                "encrypt_seconds": st.encrypt_s, "eval_seconds": st.eval_s,
+                "decrypt_seconds": st.decrypt_s,
+            })
+        );
+    }
+    let n = pngs.len().max(1);
+    println!(
+        "{}",
+        json!({
+            "summary": model.display().to_string(), "images": pngs.len(),
+            "top1_agreement": agree, "worst_precision_bits": worst_bits,
+            "worst_abs_error": worst_err, "eval_seconds_per_image": eval_total / n as f64,
+            "compile_seconds": compile_s, "keygen_seconds": session.keygen_s,
+            "eval_key_bytes": session.eval_key_bytes, "peak_rss_bytes": peak_rss_bytes(),
+            "log_n": p.params.log_n(), "primes": p.params.q().len(),
+            "log_qp": p.params.log_qp(), "security_bits": p.params.security_bits(),
+        })
+    );
+    Ok(())
+}
