@@ -229,7 +229,7 @@ fn keygen_encrypt_eval_decrypt_matches_f64() {
 /// `fhec run --json`, all against the f64 interpreter's output on the same input.
 #[test]
 fn compile_then_client_server_matches_interpreter() {
-    let d = tmpdir().join("compiled");
+    let d = std::env::temp_dir().join(format!("fhec-compiled-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/");
     let model = format!("{data}tiny_gemm_head.onnx");

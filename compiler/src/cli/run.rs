@@ -104,6 +104,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     eprint!("{}", summary(p)?);
+    let mut slow = st.layer_s.clone();
+    slow.sort_by(|a, b| b.1.total_cmp(&a.1));
+    eprintln!("slowest layers under encryption:");
+    for (name, s) in slow.iter().take(8) {
+        eprintln!("  {name:<40} {s:>8.2} s");
+    }
     println!(
         "{:>6} {:>14} {:>14} {:>11}",
         "index", "encrypted", "plaintext", "|diff|"
