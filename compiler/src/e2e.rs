@@ -36,6 +36,8 @@ pub struct CompileOptions {
     pub request: ParamRequest,
     pub insecure_test_params: bool,
     pub image: Option<ImageNormalization>,
+    /// Cluster the conv weights (`slice:K` / `full:K`) after the rewrite passes.
+    pub cluster: Option<passes::cluster::ClusterSpec>,
 }
 
 /// Passes, levels, parameters and lowering in the given layout.
@@ -45,7 +47,7 @@ pub fn compile(
     layout: &dyn Layout,
     progress: impl FnMut(usize, usize, &str),
 ) -> Result<Compiled, E2eError> {
-    let planned = pipeline::plan(graph, &opts.request)?;
+    let planned = pipeline::plan_clustered(graph, &opts.request, opts.cluster.as_ref())?;
     let params = lower::params_for(&planned.params, opts.insecure_test_params)?;
     let program = lower::lower(&planned, params, opts.image.clone(), layout, progress)?;
     Ok(Compiled { planned, program })

@@ -108,7 +108,20 @@ pub fn min_log_n(g: &Graph) -> u32 {
 
 /// Rewrites, annotates levels and selects parameters.
 pub fn plan(graph: Graph, req: &ParamRequest) -> Result<Planned, PipelineError> {
-    let rewritten = rewrite(graph)?;
+    plan_clustered(graph, req, None)
+}
+
+/// `plan`, with the conv weights clustered after the rewrite passes when asked.
+pub fn plan_clustered(
+    graph: Graph,
+    req: &ParamRequest,
+    cluster: Option<&passes::cluster::ClusterSpec>,
+) -> Result<Planned, PipelineError> {
+    let mut rewritten = rewrite(graph)?;
+    if let Some(spec) = cluster {
+        let rep = passes::cluster::run(&mut rewritten.graph, spec)?;
+        rewritten.reports.push(rep);
+    }
     let mut plan = assign_levels::run(&rewritten.graph)?;
     // A program whose only product uses the last prime would take its input at Delta and
     // rotate it there, where key-switching noise costs several bits; one tower lets the

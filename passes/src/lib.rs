@@ -4,6 +4,7 @@ pub mod interpret;
 pub mod ir;
 
 pub mod assign_levels;
+pub mod cluster;
 pub mod fold_identity;
 pub mod fuse_bn_poly;
 pub mod fuse_conv_bn;

@@ -4,7 +4,8 @@
 //! a summary line (top-1 agreement, worst logit error in bits, seconds per image, key
 //! sizes, peak RSS).
 //!
-//! `cargo run --release -p compiler --bin e2e-bench -- [MODEL.onnx] [--images N]`
+//! `cargo run --release -p compiler --bin e2e-bench -- [MODEL.onnx] [--images N]
+//! [--cluster slice:K]`
 //! (default `models/onnx/resnet20_quad.onnx`, all 20 images of `tests/data/cifar10/`).
 
 use std::path::{Path, PathBuf};
@@ -29,9 +30,13 @@ fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut model = root.join("models/onnx/resnet20_quad.onnx");
     let mut limit = usize::MAX;
+    let mut cluster = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "--images" {
+        if a == "--cluster" {
+            let v = args.next().unwrap_or_default();
+            cluster = Some(v.parse().map_err(|e: String| anyhow::anyhow!(e))?);
+        } else if a == "--images" {
             limit = args.next().and_then(|v| v.parse().ok()).unwrap_or(limit);
         } else {
             model = PathBuf::from(a);
@@ -44,6 +49,7 @@ fn main() -> anyhow::Result<()> {
     let t = std::time::Instant::now();
     let opts = CompileOptions {
         image: Some(image.clone()),
+        cluster,
         ..Default::default()
     };
     let c = compile(imp.graph, &opts, &Reference, |_, _, _| {})?;

@@ -43,6 +43,10 @@ pub struct CompileArgs {
     /// unless given this flag too).
     #[arg(long)]
     pub insecure_test_params: bool,
+    /// Cluster the conv weights after the rewrite passes: slice:K (per layer per kernel
+    /// column) or full:K (one codebook), K in 2..=1024.
+    #[arg(long)]
+    pub cluster: Option<passes::cluster::ClusterSpec>,
     /// Fixed shape of the graph input, e.g. 1,3,32,32.
     #[arg(long = "input-shape", value_parser = super::parse_shape)]
     pub input_shape: Option<Vec<usize>>,
@@ -74,6 +78,7 @@ pub fn build(
         },
         insecure_test_params: a.insecure_test_params,
         image,
+        cluster: a.cluster,
     };
     let bar = ProgressBar::new(imp.graph.len() as u64);
     bar.set_style(
