@@ -98,6 +98,26 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let ps = &p.params;
     let d = ps.log_delta;
     let sec = security_bits(ps);
+    // The rotation keys the lowered program needs (the reference layout).
+    let lowered = compiler::lower::params_for(ps, true)
+        .map_err(anyhow::Error::from)
+        .and_then(|params| {
+            let prog = compiler::lower::lower(
+                &p,
+                params,
+                None,
+                &compiler::lower::reference::Reference,
+                |_, _, _| {},
+            )?;
+            let req = runtime::program::KeyRequirements::of(&prog)?;
+            let slots = prog.params.slots() as i64;
+            // Left rotation steps, negative ones as the runtime keys them (mod the slots).
+            Ok(req
+                .rotations
+                .keys()
+                .map(|&s| if s > slots / 2 { s - slots } else { s })
+                .collect::<Vec<i64>>())
+        });
     let layers: Vec<_> = p
         .plan
         .order
@@ -147,7 +167,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "log_qp": ps.log_qp,
             "max_log_qp": ps.max_log_qp,
             "security_bits": sec,
-            "rotation_steps": Vec::<i64>::new(),
+            "rotation_steps": lowered.as_ref().ok(),
+            "lowering_error": lowered.as_ref().err().map(|e| format!("{e:#}")),
             "prediction": ps.prediction,
             "considered": ps.considered,
             "layers": ls,
@@ -275,5 +296,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             ""
         }
     );
+    match &lowered {
+        Ok(steps) => println!(
+            "rotation keys of the lowered program ({}): {:?}",
+            steps.len(),
+            steps
+        ),
+        Err(e) => println!("lowering (reference layout): {e:#}"),
+    }
     Ok(())
 }
