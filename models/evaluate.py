@@ -86,7 +86,9 @@ def main():
         q = np.quantile(im, [0.5, 0.99, 0.999])
         print(f"per-image max |pre-activation|: median {q[0]:.3g}, 99th percentile {q[1]:.3g}, "
               f"99.9th {q[2]:.3g}; images with any activation input beyond 2: {int((im > 2).sum())}, "
-              f"beyond 4: {int((im > 4).sum())}, beyond 100: {int((im > 100).sum())}")
+              f"beyond 4: {int((im > 4).sum())}, beyond 100: {int((im > 100).sum())}, "
+              f"non-finite: {int((~np.isfinite(im)).sum())}; largest finite "
+              f"{float(im[np.isfinite(im)].max()) if np.isfinite(im).any() else float('nan'):.4g}")
 
 
 if __name__ == "__main__":
