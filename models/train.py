@@ -9,11 +9,12 @@ cross-entropy, epoch 2 zeta/50, epoch 3 zeta/10, epoch 4 zeta/5, then zeta
 the same warm-up: each multiplier then lasts N optimizer steps instead of one epoch
 (and --no-ce-epochs counts those N-step stages), after which zeta applies;
 --zeta-schedule changes zeta from given epochs on (a run can be resumed with a schedule
-that changes only epochs after its checkpoint).  SGD with
+that changes only epochs after its checkpoint).  --init-scale T,S rescales the ReLU
+weights ReLU-equivalently before training (pre-activations closer to [-2, 2]).  SGD with
 momentum and weight decay, linear lr warm-up then cosine decay (per step), random crop
 (pad 4) + horizontal flip, gradient-norm clipping, non-finite steps skipped (and counted).
-Optional (off by default, not used by train_all.sh): --kd-alpha distils from the shared
-ReLU model of the same depth; --init-scale rescales the ReLU weights before training.
+Optional, off by default and not used by train_all.sh: --kd-alpha distils from the shared
+ReLU model of the same depth.
 
 Everything a run needs to continue lives in its checkpoint directory
 (default ~/.cache/fhec/train/<run-name>/, outside the work tree):
@@ -26,14 +27,18 @@ tree, models/checkpoints/<run-name>/last.pt (a few MB, meant to be committed so 
 run survives the loss of the machine).
 --resume continues from last.pt, or, when the checkpoint directory has none, from the
 work-tree copy (the log is then seeded from models/runs/<run-name>.log); resuming a
-finished run is a no-op.  A file HOLD in
-the checkpoint root stops runs that have not started yet from starting.
+finished run is a no-op.  A file HOLD in the checkpoint root stops runs that have not
+started yet from starting.
 The data order and augmentation of epoch e depend only on (seed, e), so a resumed run
 follows the same trajectory as an uninterrupted one.
 
-Example:
-    python models/train.py --run-name r20_quad_s0 --depth 20 --epochs 15 --lr 0.01 \\
-        --seed 0 --weights-out models/weights/resnet20_quad.pt --resume
+Example (the recipe of models/train_all.sh):
+    python models/train.py --run-name r20_quad_s0 --depth 20 --seed 0 --epochs 15 \\
+        --lr 0.01 --zeta 0.2 --init-scale 0.5,0.7 --warmup-stage-steps 20 \\
+        --lr-warmup-epochs 0.1 --zeta-schedule 10:0.05 --resume \\
+        --weights-out models/weights/resnet20_quad.pt
+Quick trial (prints one line, keeps nothing):
+    python models/train.py --run-name trial --max-steps 150 --eval-n 1000 ...
 """
 
 import os
