@@ -40,8 +40,10 @@ def evaluate(model, x_test, y_test, batch=500, stats=False, bound=rc.QUAD_RANGE)
         x = rc.normalise(torch.from_numpy(x_test[i:i + batch]))
         y = torch.from_numpy(y_test[i:i + batch])
         logits = model(x)
-        nan_rows += int((~torch.isfinite(logits)).any(1).sum())
-        correct += int((logits.argmax(1) == y).sum())
+        finite = torch.isfinite(logits).all(1)
+        nan_rows += int((~finite).sum())
+        # An image with non-finite logits counts as wrong (argmax over NaN is arbitrary).
+        correct += int(((logits.argmax(1) == y) & finite).sum())
         if stats:
             im = torch.zeros(len(x))
             for a in model.preacts():

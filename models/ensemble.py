@@ -1,0 +1,61 @@
+"""Top-1 accuracy of an ensemble of CIFAR ResNets on the full CIFAR-10 test set:
+softmax outputs averaged over the members (eval mode, no clamp before the quadratic).
+A member whose logits are non-finite for an image contributes nothing to that image
+(if all members are non-finite the image counts as wrong); the number of such images is
+printed.  Each member's own top-1 is printed too.
+
+    python models/ensemble.py --depth 20 models/weights/resnet20_quad.pt models/weights/resnet20_quad_seed1.pt
+"""
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+
+import torch
+
+import data
+import resnet_cifar as rc
+
+
+@torch.no_grad()
+def member_probs(model, x_test, batch=500):
+    model.eval()
+    model.set_record(False)
+    out = []
+    for i in range(0, len(x_test), batch):
+        logits = model(rc.normalise(torch.from_numpy(x_test[i:i + batch])))
+        out.append(torch.softmax(logits.double(), 1))
+    return torch.cat(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("weights", nargs="+", help="state-dict files of the members")
+    ap.add_argument("--depth", type=int, default=20, choices=sorted(rc.DEPTHS))
+    ap.add_argument("--act", default="quad", choices=["relu", "quad"])
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    _, _, x_test, y_test = data.load_cifar10()
+    y = torch.from_numpy(y_test)
+    total = torch.zeros(len(y), 10, dtype=torch.float64)
+    count = torch.zeros(len(y), 1, dtype=torch.float64)
+    for w in args.weights:
+        p = member_probs(rc.build(args.depth, args.act, w), x_test)
+        ok = torch.isfinite(p).all(1, keepdim=True)
+        acc = 100.0 * float(((p.argmax(1) == y) & ok[:, 0]).double().mean())
+        print(f"member {w}: top-1 {acc:.2f} %, non-finite for {int((~ok).sum())} images")
+        total += torch.where(ok, p, torch.zeros_like(p))
+        count += ok.double()
+    none = count[:, 0] == 0
+    pred = total.argmax(1)
+    correct = int(((pred == y) & ~none).sum())
+    print(f"ensemble of {len(args.weights)} (softmax averaged): top-1 {100.0 * correct / len(y):.2f} % "
+          f"({correct}/{len(y)}); images with a non-finite member: {int((count[:, 0] < len(args.weights)).sum())}, "
+          f"with no finite member: {int(none.sum())}")
+
+
+if __name__ == "__main__":
+    main()
