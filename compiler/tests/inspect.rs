@@ -39,7 +39,17 @@ fn json_has_the_documented_fields() {
     assert_eq!(v["special_primes"], serde_json::json!([40]));
     assert!(v["log_qp"].as_u64().unwrap() <= 881);
     assert_eq!(v["security_bits"], 128);
-    assert!(v["rotation_steps"].as_array().unwrap().is_empty());
+    // The lowered program's rotation keys: the 3x3 taps at pitches 1, 2, 4 (rows of 32)
+    // and the global pool's rotate-and-add.
+    let steps: Vec<i64> = v["rotation_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect();
+    for s in [1, -1, 32, -32, 33, -33, 2, 64, 4, 128] {
+        assert!(steps.contains(&s), "no rotation by {s} in {steps:?}");
+    }
     let layers = v["layers"].as_array().unwrap();
     let conv = layers.iter().find(|l| l["op"] == "Conv").unwrap();
     for k in ["name", "op", "level_in", "level_out", "log_scale_out"] {

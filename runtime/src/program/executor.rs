@@ -327,48 +327,60 @@ impl<'a> Executor<'a> {
                                     }
                                 }
                             }
-                            for (t, r) in rotated.iter().enumerate() {
-                                if let Some(mk) = l.masks[t] {
+                            // Masked taps with cached plaintexts: one fused, lazily
+                            // reduced multiply-accumulate.
+                            let pairs: Vec<(&[u64], &[u64])> = rotated
+                                .iter()
+                                .enumerate()
+                                .filter_map(|(t, r)| {
+                                    let mk = l.masks[t]?;
                                     let w = l.weights[base + t];
                                     if w == 0.0 {
-                                        continue;
+                                        return None;
                                     }
-                                    let pt = match plain.get(&(mk, w.to_bits())) {
-                                        Some(pt) => pt,
-                                        None => continue,
-                                    };
-                                    t_j.mul_accumulate(
-                                        acc_limb,
-                                        r.parts[part].limb(j),
-                                        pt.poly.limb(j),
-                                    );
+                                    let pt = plain.get(&(mk, w.to_bits()))?;
+                                    Some((r.parts[part].limb(j), pt.poly.limb(j)))
+                                })
+                                .collect();
+                            if !simd::pmac(acc_limb, &pairs, q) {
+                                for (x, y) in pairs {
+                                    t_j.mul_accumulate(acc_limb, x, y);
                                 }
                             }
                         }
                     }
                     if !cached {
-                        // Streamed: encode each masked tap of this (output, input) once, use it
-                        // for both parts on every limb, drop it.
-                        for (t, r) in rotated.iter().enumerate() {
-                            let (Some(mk), w) = (l.masks[t], l.weights[base + t]) else {
-                                continue;
-                            };
-                            if w == 0.0 {
-                                continue;
-                            }
-                            let pt = enc.encode_coefficients(
-                                &mask_coeffs[&mk],
-                                w,
-                                l.weight_scale,
-                                level,
-                            )?;
-                            for (j, t_j) in tables.iter().enumerate() {
-                                for (part, a_part) in a.iter_mut().enumerate() {
-                                    t_j.mul_accumulate(
-                                        a_part.limb_mut(j),
-                                        r.parts[part].limb(j),
-                                        pt.poly.limb(j),
-                                    );
+                        // Streamed: encode the masked taps of this (output, input) once, use
+                        // them for both parts on every limb, drop them.
+                        let pts: Vec<(usize, Plaintext)> = (0..taps)
+                            .filter_map(|t| {
+                                let mk = l.masks[t]?;
+                                let w = l.weights[base + t];
+                                (w != 0.0).then(|| {
+                                    enc.encode_coefficients(
+                                        &mask_coeffs[&mk],
+                                        w,
+                                        l.weight_scale,
+                                        level,
+                                    )
+                                    .map(|pt| (t, pt))
+                                })
+                            })
+                            .collect::<Result<_>>()?;
+                        for (j, t_j) in tables.iter().enumerate() {
+                            let q = t_j.modulus().value();
+                            for (part, a_part) in a.iter_mut().enumerate() {
+                                let pairs: Vec<(&[u64], &[u64])> = pts
+                                    .iter()
+                                    .map(|(t, pt)| {
+                                        (rotated[*t].parts[part].limb(j), pt.poly.limb(j))
+                                    })
+                                    .collect();
+                                let acc_limb = a_part.limb_mut(j);
+                                if !simd::pmac(acc_limb, &pairs, q) {
+                                    for (x, y) in pairs {
+                                        t_j.mul_accumulate(acc_limb, x, y);
+                                    }
                                 }
                             }
                         }

@@ -28,6 +28,9 @@ pub fn shape(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
 }
 
 pub fn gather(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
+    if let Value::Node(_) = cx.value(n, 0)? {
+        return gather_identity(cx, n);
+    }
     let data = cx.constant(n, 0, "data")?;
     let idx = cx.constant(n, 1, "indices")?;
     let ds = data.shape().to_vec();
@@ -61,6 +64,36 @@ pub fn gather(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
     shape.extend_from_slice(idx.shape());
     shape.extend_from_slice(&ds[axis + 1..]);
     mk(n, shape, out)
+}
+
+/// Gather from a computed tensor: exporters write `flatten` / `as_strided` as a Gather of
+/// every index in order (0, 1, ..., d - 1, in any index shape), which is a reshape. Any
+/// other selection would move values between slots and is refused, naming the node.
+fn gather_identity(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
+    let ds = cx.shape(n, 0)?;
+    if ds.is_empty() {
+        return Err(node_err(n, "cannot gather from a scalar"));
+    }
+    let idx = cx.constant(n, 1, "indices")?;
+    let axis = attrs::axis(n, attrs::int(n, "axis", 0), ds.len())?;
+    let dim = ds[axis] as i64;
+    let ids = idx.to_i64_vec().map_err(|e| node_err(n, e.to_string()))?;
+    let identity = ids.len() as i64 == dim
+        && ids
+            .iter()
+            .enumerate()
+            .all(|(k, &i)| (if i < 0 { i + dim } else { i }) == k as i64);
+    if !identity {
+        return Err(node_err(
+            n,
+            "Gather on a computed tensor is supported only when it takes every index in \
+             order (a reshape); this one selects or permutes values",
+        ));
+    }
+    let mut shape = ds[..axis].to_vec();
+    shape.extend_from_slice(idx.shape());
+    shape.extend_from_slice(&ds[axis + 1..]);
+    cx.emit(n, Op::Reshape { shape }, &[0])
 }
 
 fn is_float_type(to: i64) -> bool {
