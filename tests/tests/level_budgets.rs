@@ -71,6 +71,20 @@ fn resnet20_depth_39_and_21_primes() {
 }
 
 #[test]
+fn resnet20_default_meets_the_noise_floor() {
+    // At N = 2^15 only Delta = 2^20 fits, which leaves ~3.5 bits per activation (the
+    // trained model kept 2.8 bits on its logits there); the default takes N = 2^16 with a
+    // larger Delta (measured: 7.6 bits) and says so in its prediction.
+    let p = planned("resnet20_quad_random.onnx", None);
+    let ps = &p.params;
+    assert_eq!(ps.log_n, 16);
+    assert!(ps.prediction.noise_precision_bits >= ParamRequest::default().min_noise_bits);
+    assert!(ps.log_delta > 20);
+    let at15 = planned("resnet20_quad_random.onnx", Some(15));
+    assert!(at15.params.prediction.noise_precision_bits < 6.0);
+}
+
+#[test]
 fn resnet20_dynamo_export_has_the_same_budget() {
     // opset 18: ReduceMean instead of GlobalAveragePool, Reshape instead of Flatten.
     check("resnet20_quad_random_dynamo.onnx", 39, 21);
