@@ -316,6 +316,39 @@ fn compile_then_client_server_matches_interpreter() {
     ] {
         assert!(r[k].as_f64().is_some(), "missing {k} in {r}");
     }
+    // An image of the wrong size for this 8x8 model.
+    let png = format!("{data}cifar10/cifar10_00_3.png");
+    fails_with(
+        &[
+            "encrypt",
+            s(&prog),
+            "--secret",
+            s(&sk),
+            "--image",
+            &png,
+            "-o",
+            s(&ct),
+        ],
+        "32x32",
+    );
+    // A program of another format version (checked before the checksum).
+    let mut bytes = std::fs::read(&prog).unwrap();
+    bytes[5] = 99;
+    let other = d.join("v99.fheprog");
+    std::fs::write(&other, &bytes).unwrap();
+    fails_with(
+        &[
+            "eval",
+            s(&other),
+            "--eval",
+            s(&evk),
+            "--input",
+            s(&ct),
+            "-o",
+            s(&out),
+        ],
+        "version 99",
+    );
     // A compiled program with 128-bit parameters needs no opt-in, and the server still
     // refuses the client's secret key.
     fails_with(

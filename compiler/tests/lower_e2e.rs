@@ -82,3 +82,17 @@ fn tiny_mlp() {
 fn tiny_lola() {
     check("tiny_lola", 9.0);
 }
+
+/// A parameter set with fewer primes than the plan needs: the lowering names the layer
+/// where the budget runs out instead of emitting a program that fails later.
+#[test]
+fn exhausted_budget_names_the_layer() {
+    let imp = import_path(&data("tiny_residual_1x1.onnx"), &ImportOptions::default()).unwrap();
+    let planned = compiler::pipeline::plan(imp.graph, &Default::default()).unwrap();
+    let params = runtime::ckks::Params::insecure_for_tests(13, &[50], &[50], 1).unwrap();
+    let e = compiler::lower::lower(&planned, params, None, &Reference, |_, _, _| {})
+        .err()
+        .expect("one prime cannot hold this model");
+    let msg = e.to_string();
+    assert!(msg.contains("level budget exhausted at layer '/"), "{msg}");
+}
