@@ -90,9 +90,9 @@ fn exhausted_budget_names_the_layer() {
     let imp = import_path(&data("tiny_residual_1x1.onnx"), &ImportOptions::default()).unwrap();
     let planned = compiler::pipeline::plan(imp.graph, &Default::default()).unwrap();
     let params = runtime::ckks::Params::insecure_for_tests(13, &[50], &[50], 1).unwrap();
-    let e = compiler::lower::lower(&planned, params, None, &Reference, |_, _, _| {})
-        .err()
-        .expect("one prime cannot hold this model");
+    let Err(e) = compiler::lower::lower(&planned, params, None, &Reference, |_, _, _| {}) else {
+        panic!("one prime cannot hold this model");
+    };
     let msg = e.to_string();
     assert!(msg.contains("level budget exhausted at layer '/"), "{msg}");
 }

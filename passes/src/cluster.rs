@@ -80,7 +80,7 @@ pub fn kmeans_1d(values: &[f64], k: usize, seed: u64) -> Vec<f64> {
     }
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let mut rng = SplitMix(seed ^ 0x5EED_0F_C1u64);
+    let mut rng = SplitMix(seed ^ 0x5EED_0FC1_u64);
     // k-means++ seeding.
     let mut cent = vec![sorted[(rng.next_f64() * sorted.len() as f64) as usize % sorted.len()]];
     let mut d2: Vec<f64> = sorted.iter().map(|x| (x - cent[0]).powi(2)).collect();
