@@ -77,11 +77,22 @@ pub fn read_pb(path: &Path) -> Result<Tensor, ImportError> {
     from_proto(&proto, path.parent().and_then(|d| d.to_str()))
 }
 
-/// Writes `t` as a serialized FLOAT TensorProto.
+/// Writes `t` as a serialized FLOAT TensorProto, atomically (a temporary file in the same
+/// folder, then a rename): an interrupted write never leaves a truncated tensor.
 pub fn write_pb(path: &Path, t: &Tensor, name: &str) -> Result<(), ImportError> {
-    std::fs::write(path, to_proto(t, name).encode_to_vec()).map_err(|source| ImportError::Io {
+    let io = |source| ImportError::Io {
         path: path.display().to_string(),
         source,
+    };
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, to_proto(t, name).encode_to_vec()).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
     })
 }
 
