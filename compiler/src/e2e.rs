@@ -160,6 +160,20 @@ pub fn run_encrypted(
     Session::new(program)?.run(program, input, progress)
 }
 
+/// Index of the largest value among the first `row` values (the top-1 class of a
+/// `[1, classes]` output; `row` is clamped to the output's length).
+pub fn top1(out: &[f64], row: usize) -> usize {
+    let row = row.clamp(1, out.len().max(1)).min(out.len());
+    out[..row]
+        .iter()
+        .enumerate()
+        .fold(
+            (0, f64::NEG_INFINITY),
+            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+        )
+        .0
+}
+
 /// Peak resident memory of this process so far (VmHWM), in bytes, where the OS says.
 pub fn peak_rss_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -124,6 +124,28 @@ pub fn normalization(
     Some(runtime::program::ImageNormalization { mean, std })
 }
 
+/// Loads a PNG as the input tensor of a compiled program: checked against the program's
+/// (1, 3, H, W) input and normalised with the normalisation it records.
+pub fn load_for_program(
+    path: &Path,
+    input: &runtime::program::InputLayout,
+) -> Result<Tensor, ImageError> {
+    let unsuitable = |msg: String| ImageError::Unsuitable {
+        path: path.display().to_string(),
+        msg,
+    };
+    let norm = input.image.as_ref().ok_or_else(|| {
+        unsuitable("this program's input is not an image: give a .pb tensor".into())
+    })?;
+    let s = &input.shape;
+    if s.len() != 4 || s[1] != 3 {
+        return Err(unsuitable(format!(
+            "this program's input {s:?} is not a 3-channel NCHW image"
+        )));
+    }
+    load_png(path, [s[2], s[3]], norm.mean, norm.std)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,13 +56,7 @@ fn tiny_conv_key_set_is_the_3x3_taps() {
     let a = bytes_of(&root().join("tests/data/tiny_conv.onnx"));
     let p = Program::from_bytes(&a).unwrap();
     let req = KeyRequirements::of(&p).unwrap();
-    let slots = p.params.slots() as i64;
-    let mut steps: Vec<i64> = req
-        .rotations
-        .keys()
-        .map(|&s| if s > slots / 2 { s - slots } else { s })
-        .collect();
-    steps.sort_unstable();
+    let steps = req.signed_steps(p.params.slots());
     assert_eq!(steps, vec![-9, -8, -7, -1, 1, 7, 8, 9]);
     // One conv, no activation: no relinearisation key.
     assert_eq!(req.relin_level, None);

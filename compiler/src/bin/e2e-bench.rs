@@ -10,20 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
-use compiler::e2e::{compile, error_bits, peak_rss_bytes, CompileOptions, Session};
+use compiler::e2e::{compile, error_bits, peak_rss_bytes, top1, CompileOptions, Session};
 use compiler::lower::reference::Reference;
 use compiler::onnx::{import_path, ImportOptions};
 use serde_json::json;
-
-fn top1(v: &[f64]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(
-            (0, f64::NEG_INFINITY),
-            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
-        )
-        .0
-}
 
 fn main() -> anyhow::Result<()> {
     runtime::sys::tune_allocator();
@@ -64,14 +54,13 @@ fn main() -> anyhow::Result<()> {
     pngs.truncate(limit);
     let (mut agree, mut worst_bits, mut worst_err, mut eval_total) = (0, f64::INFINITY, 0f64, 0.0);
     for png in &pngs {
-        let s = &p.input.shape;
-        let x = compiler::image::load_png(png, [s[2], s[3]], image.mean, image.std)?;
+        let x = compiler::image::load_for_program(png, &p.input)?;
         let want = passes::interpret::run(&original, std::slice::from_ref(&x))?[0]
             .data()
             .to_vec();
         let (got, st) = session.run(p, x.data(), |_, _, _| {})?;
         let (err, bits) = error_bits(&got, &want);
-        let same = top1(&got) == top1(&want);
+        let same = top1(&got, got.len()) == top1(&want, want.len());
         agree += usize::from(same);
         worst_bits = worst_bits.min(bits);
         worst_err = worst_err.max(err);
@@ -80,7 +69,7 @@ fn main() -> anyhow::Result<()> {
             "{}",
             json!({
                 "image": png.file_name().unwrap().to_string_lossy(),
-                "fhe_top1": top1(&got), "plain_top1": top1(&want), "agree": same,
+                "fhe_top1": top1(&got, got.len()), "plain_top1": top1(&want, want.len()), "agree": same,
                 "max_abs_error": err, "precision_bits": bits,
                 "encrypt_seconds": st.encrypt_s, "eval_seconds": st.eval_s,
                 "decrypt_seconds": st.decrypt_s,

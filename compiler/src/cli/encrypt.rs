@@ -3,7 +3,7 @@
 //! symmetric encryption: half-size ciphertexts).
 
 use super::files::{load_secret, write_atomic, ProgramArg};
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use clap::Parser;
 use compiler::onnx::tensor;
 use runtime::ckks::{Encoder, Encryptor};
@@ -31,18 +31,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let sk = load_secret(&a.secret, &ctx)?;
     let t = match (&a.input, &a.image) {
         (Some(p), _) => tensor::read_pb(p)?,
-        (None, Some(png)) => {
-            let norm = program
-                .input
-                .image
-                .as_ref()
-                .context("this program's input is not an image: give --input X.pb")?;
-            let shape = &program.input.shape;
-            if shape.len() != 4 || shape[1] != 3 {
-                bail!("this program's input {shape:?} is not a 3-channel NCHW image");
-            }
-            compiler::image::load_png(png, [shape[2], shape[3]], norm.mean, norm.std)?
-        }
+        (None, Some(png)) => compiler::image::load_for_program(png, &program.input)?,
         (None, None) => bail!("give --input X.pb or --image IMG.png"),
     };
     let packed = program.input.pack(t.data(), ctx.params().slots())?;

@@ -110,13 +110,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 |_, _, _| {},
             )?;
             let req = runtime::program::KeyRequirements::of(&prog)?;
-            let slots = prog.params.slots() as i64;
-            // Left rotation steps, negative ones as the runtime keys them (mod the slots).
-            Ok(req
-                .rotations
-                .keys()
-                .map(|&s| if s > slots / 2 { s - slots } else { s })
-                .collect::<Vec<i64>>())
+            Ok(req.signed_steps(prog.params.slots()))
         });
     let layers: Vec<_> = p
         .plan

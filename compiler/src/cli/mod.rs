@@ -58,19 +58,7 @@ pub fn run() -> anyhow::Result<()> {
     }
 }
 
-/// Index of the largest value among the first `row` values (the top-1 class of a
-/// `[1, classes]` output; `row` is clamped to the output's length).
-pub fn top1(out: &[f64], row: usize) -> usize {
-    let row = row.clamp(1, out.len().max(1)).min(out.len());
-    out[..row]
-        .iter()
-        .enumerate()
-        .fold(
-            (0, f64::NEG_INFINITY),
-            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-        )
-        .0
-}
+pub use compiler::e2e::top1;
 
 /// Parses `1,3,32,32` (also `1x3x32x32`).
 pub fn parse_shape(s: &str) -> Result<Vec<usize>, String> {

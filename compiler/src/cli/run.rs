@@ -47,13 +47,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("png"));
     let x: Tensor = if is_png {
-        let norm = p
-            .input
-            .image
-            .as_ref()
-            .context("this model's input is not a 3-channel image: give a .pb tensor")?;
-        let s = &p.input.shape;
-        compiler::image::load_png(&a.input, [s[2], s[3]], norm.mean, norm.std)?
+        compiler::image::load_for_program(&a.input, &p.input)?
     } else {
         tensor::read_pb(&a.input).with_context(|| format!("reading {}", a.input.display()))?
     };

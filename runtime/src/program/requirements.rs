@@ -136,6 +136,19 @@ impl KeyRequirements {
         Ok(req)
     }
 
+    /// The rotation steps as signed left rotations (a step above half the slots is the
+    /// right rotation it stands for), ascending.
+    pub fn signed_steps(&self, slots: usize) -> Vec<i64> {
+        let slots = slots as i64;
+        let mut v: Vec<i64> = self
+            .rotations
+            .keys()
+            .map(|&s| if s > slots / 2 { s - slots } else { s })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Galois elements and levels to generate keys for.
     pub fn galois(&self, ctx: &Context) -> Vec<(u64, usize)> {
         self.rotations
