@@ -191,6 +191,7 @@ fn window(
         col: s.col * sw as i64,
     };
     let slots = em.slots as i64;
+    let period = mask_period(s, &out, kernel, pads, em.slots);
     let mut taps = vec![];
     for a in 0..kh {
         for b in 0..kw {
@@ -212,11 +213,50 @@ fn window(
                     }
                 }
             }
-            let mask = (!all).then(|| SlotMask::from_slots(valid));
+            let mask = (!all).then(|| SlotMask::from_slots(replicate(valid, period, em.slots)));
             taps.push((step, mask));
         }
     }
     Ok(Window { out, taps })
+}
+
+/// The period with which a window's masks are replicated over the slots (`slots` when
+/// they are not): the smallest power of two P with room for both grids plus twice the
+/// largest tap offset. Only slots of the first period ever hold data (every other slot is
+/// zero, or garbage no mask selects), so a replicated mask multiplies the same values
+/// there; but a P-periodic mask encodes to a polynomial with non-zero coefficients only at
+/// multiples of N / (2P), which the runtime encodes with a small NTT instead of a full one.
+fn mask_period(
+    s: &Spatial,
+    out: &Spatial,
+    kernel: [usize; 2],
+    pads: [usize; 4],
+    slots: usize,
+) -> usize {
+    let extent = |g: &Spatial| {
+        if g.h == 0 || g.w == 0 {
+            0
+        } else {
+            g.slot(g.h - 1, g.w - 1).max(g.origin) + 1
+        }
+    };
+    let reach =
+        (kernel[0] + pads[0]) as i64 * s.row.abs() + (kernel[1] + pads[1]) as i64 * s.col.abs();
+    if s.origin < 0 || out.origin < 0 || s.row < 0 || s.col < 0 {
+        return slots;
+    }
+    let need = (extent(s).max(extent(out)) + 2 * reach).max(1) as usize;
+    need.next_power_of_two().min(slots)
+}
+
+/// `valid` (slots of the first period) repeated every `period` slots.
+fn replicate(valid: Vec<u32>, period: usize, slots: usize) -> Vec<u32> {
+    if period >= slots {
+        return valid;
+    }
+    (0..slots / period)
+        .flat_map(|k| valid.iter().map(move |&p| p + (k * period) as u32))
+        .collect()
 }
 
 impl Reference {

@@ -1,5 +1,6 @@
 //! Ring arithmetic below CKKS: modular arithmetic, NTT-friendly primes, NTT plans,
-//! RNS polynomials, basis conversion, CRT reconstruction and sampling.
+//! RNS polynomials, basis conversion, CRT reconstruction, sampling and the sparse NTT of
+//! periodic-slot plaintexts.
 
 pub mod basis;
 pub mod crt;
@@ -9,3 +10,4 @@ pub mod poly;
 pub mod primes;
 pub mod sampling;
 pub mod simd;
+pub mod sparse_ntt;

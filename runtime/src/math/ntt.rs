@@ -33,6 +33,11 @@ impl NttTable {
         &self.modulus
     }
 
+    /// The ring degree.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
     /// In-place forward transform (coefficients -> evaluations, bit-reversed).
     #[inline]
     pub fn forward(&self, a: &mut [u64]) {

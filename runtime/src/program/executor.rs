@@ -15,6 +15,7 @@ use crate::ckks::plaintext::{Ciphertext, Plaintext};
 use crate::error::{Error, Result};
 use crate::math::poly::RnsPoly;
 use crate::math::simd;
+use crate::math::sparse_ntt::{sparsity_stride, SparseNtt};
 use crate::program::format::Program;
 use crate::program::instr::{Instr, Linear, Reg};
 use crate::program::requirements::KeyRequirements;
@@ -25,11 +26,15 @@ use std::collections::{BTreeMap, HashMap};
 /// many bytes; larger layers encode each where it is used.
 const MASKED_CACHE_BYTES: usize = 1 << 30;
 
+/// Masks whose polynomial is sparse with at least this stride take the sparse-NTT path.
+const MIN_SPARSE_STRIDE: usize = 4;
+
 /// A program bound to its context and evaluation keys.
 pub struct Executor<'a> {
     ctx: &'a Context,
     program: &'a Program,
     keys: &'a EvalKeys,
+    mask_cache_bytes: usize,
 }
 
 impl<'a> Executor<'a> {
@@ -46,7 +51,20 @@ impl<'a> Executor<'a> {
             ));
         }
         KeyRequirements::of(program)?.check(ctx, keys)?;
-        Ok(Executor { ctx, program, keys })
+        Ok(Executor {
+            ctx,
+            program,
+            keys,
+            mask_cache_bytes: MASKED_CACHE_BYTES,
+        })
+    }
+
+    /// Sets the byte budget under which a `Linear`'s masked-tap plaintexts are cached
+    /// (shared by all outputs) instead of encoded where used. The result does not depend
+    /// on it: both paths encode the same plaintexts.
+    pub fn with_mask_cache_bytes(mut self, bytes: usize) -> Self {
+        self.mask_cache_bytes = bytes;
+        self
     }
 
     /// Runs the program; `progress(done, total, layer)` is called after each instruction.
@@ -229,7 +247,7 @@ impl<'a> Executor<'a> {
         distinct.sort_unstable();
         distinct.dedup();
         let pt_bytes = (level + 1) * n * 8;
-        let cached = distinct.len().saturating_mul(pt_bytes) <= MASKED_CACHE_BYTES;
+        let cached = distinct.len().saturating_mul(pt_bytes) <= self.mask_cache_bytes;
         let plain: HashMap<(u32, u64), Plaintext> = if cached {
             distinct
                 .par_iter()
@@ -246,6 +264,40 @@ impl<'a> Executor<'a> {
         } else {
             HashMap::new()
         };
+        // Streamed masked taps whose mask is periodic in the slots (the compiler
+        // replicates masks with a period) have sparse polynomials: round only their
+        // support and transform it with a small NTT (exactly the full encoding).
+        let sparse: HashMap<u32, (Vec<f64>, usize)> = if cached {
+            HashMap::new()
+        } else {
+            mask_coeffs
+                .iter()
+                .filter_map(|(&mk, c)| {
+                    let wmax = l
+                        .masks
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, m)| **m == Some(mk))
+                        .flat_map(|(t, _)| l.weights.iter().skip(t).step_by(taps))
+                        .fold(0f64, |a, w| a.max(w.abs()));
+                    // Off-support products below 1/4 round to zero, as in the full encoding.
+                    let tol = 0.25 / (wmax * l.weight_scale).max(1.0);
+                    let d = sparsity_stride(c, tol);
+                    (d >= MIN_SPARSE_STRIDE)
+                        .then(|| (mk, (c.iter().step_by(d).copied().collect(), d)))
+                })
+                .collect()
+        };
+        let mut sparse_ntts: HashMap<usize, Vec<SparseNtt>> = HashMap::new();
+        for (_, d) in sparse.values() {
+            if !sparse_ntts.contains_key(d) {
+                let v = tables
+                    .iter()
+                    .map(|t| SparseNtt::new(t, *d))
+                    .collect::<Result<Vec<_>>>()?;
+                sparse_ntts.insert(*d, v);
+            }
+        }
         let int_weights: Vec<i64> = l
             .weights
             .iter()
@@ -350,11 +402,69 @@ impl<'a> Executor<'a> {
                         }
                     }
                     if !cached {
-                        // Streamed: encode the masked taps of this (output, input) once, use
-                        // them for both parts on every limb, drop them.
+                        // Streamed, sparse masks: the rounded support of each tap's
+                        // w * mask, then per prime a small NTT + gather per tap, used for
+                        // both parts.
+                        let small: Vec<(usize, usize, Vec<i64>)> = (0..taps)
+                            .filter_map(|t| {
+                                let mk = l.masks[t]?;
+                                let w = l.weights[base + t];
+                                let (support, d) = sparse.get(&mk)?;
+                                (w != 0.0).then(|| {
+                                    let f = w * l.weight_scale;
+                                    let ints = support
+                                        .iter()
+                                        .map(|c| {
+                                            let v = (c * f).round();
+                                            if v.abs() < 2f64.powi(62) {
+                                                Ok(v as i64)
+                                            } else {
+                                                Err(Error::OutOfRange(format!(
+                                                    "masked weight {w} at scale 2^{:.1} does not fit 62 bits",
+                                                    l.weight_scale.log2()
+                                                )))
+                                            }
+                                        })
+                                        .collect::<Result<Vec<i64>>>()?;
+                                    Ok((t, *d, ints))
+                                })
+                            })
+                            .collect::<Result<_>>()?;
+                        if !small.is_empty() {
+                            let mut bufs = vec![0u64; small.len() * n];
+                            for (j, t_j) in tables.iter().enumerate() {
+                                let m = t_j.modulus();
+                                let q = m.value();
+                                for ((_, d, ints), buf) in small.iter().zip(bufs.chunks_mut(n)) {
+                                    let mut r: Vec<u64> =
+                                        ints.iter().map(|&v| m.from_i64(v)).collect();
+                                    sparse_ntts[d][j].forward_into(&mut r, buf);
+                                }
+                                for (part, a_part) in a.iter_mut().enumerate() {
+                                    let pairs: Vec<(&[u64], &[u64])> = small
+                                        .iter()
+                                        .zip(bufs.chunks(n))
+                                        .map(|((t, _, _), buf)| {
+                                            (rotated[*t].parts[part].limb(j), buf)
+                                        })
+                                        .collect();
+                                    let acc_limb = a_part.limb_mut(j);
+                                    if !simd::pmac(acc_limb, &pairs, q) {
+                                        for (x, y) in pairs {
+                                            t_j.mul_accumulate(acc_limb, x, y);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        // Streamed, other masks: encode the masked taps of this (output,
+                        // input) once, use them for both parts on every limb, drop them.
                         let pts: Vec<(usize, Plaintext)> = (0..taps)
                             .filter_map(|t| {
                                 let mk = l.masks[t]?;
+                                if sparse.contains_key(&mk) {
+                                    return None;
+                                }
                                 let w = l.weights[base + t];
                                 (w != 0.0).then(|| {
                                     enc.encode_coefficients(

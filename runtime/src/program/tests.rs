@@ -125,13 +125,39 @@ fn program_runs_encrypted_and_matches_f64() {
     let req = KeyRequirements::of(&p).unwrap();
     assert_eq!(req.relin_level, Some(2));
     assert_eq!(req.rotations.len(), 3, "{:?}", req.rotations);
+    run_and_check(&p, None);
+}
+
+/// The masked taps encoded where used (no cache) give the same result, both with the
+/// full encoding and, for a mask replicated with a period (a sparse polynomial), with the
+/// small-NTT encoding.
+#[test]
+fn streamed_and_sparse_masked_taps_match_f64() {
+    let p = program();
+    run_and_check(&p, Some(0));
+    let mut periodic = p.clone();
+    let slots = periodic.params.slots() as u32;
+    periodic.masks[0] = SlotMask::from_slots(
+        (0..slots / 32)
+            .flat_map(|k| (0..LEN as u32).map(move |j| 32 * k + j))
+            .collect(),
+    );
+    run_and_check(&periodic, Some(0));
+    run_and_check(&periodic, None);
+}
+
+fn run_and_check(p: &Program, cache: Option<usize>) {
+    let req = KeyRequirements::of(p).unwrap();
     let ctx = Context::new(p.params.clone()).unwrap();
     let mut kg = KeyGenerator::new(&ctx);
     let sk = kg.secret_key();
     let keys = kg
         .eval_keys(&sk, req.relin_level, &req.galois(&ctx))
         .unwrap();
-    let exec = Executor::new(&ctx, &p, &keys).unwrap();
+    let mut exec = Executor::new(&ctx, p, &keys).unwrap();
+    if let Some(bytes) = cache {
+        exec = exec.with_mask_cache_bytes(bytes);
+    }
 
     let x: Vec<Vec<f64>> = (0..2)
         .map(|c| {
@@ -154,14 +180,17 @@ fn program_runs_encrypted_and_matches_f64() {
     let out = exec.run(inputs, |_, _, _| steps += 1).unwrap();
     assert_eq!(steps, p.instrs.len());
     let dec = Decryptor::new(&ctx, &sk);
-    let want = reference(&x, &p);
+    let want = reference(&x, p);
     let decrypted = out
         .iter()
         .map(|(&r, ct)| (r, dec.decrypt(ct).unwrap()))
         .collect();
     let got = p.output.gather(&decrypted).unwrap();
     for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert!((g - w).abs() < 1e-6, "output {idx}: {g} vs {w}");
+        assert!(
+            (g - w).abs() < 1e-6,
+            "output {idx}: {g} vs {w} (cache {cache:?})"
+        );
     }
 }
 
@@ -205,4 +234,28 @@ fn program_file_round_trip_and_corruption() {
         Program::from_bytes(&version),
         Err(Error::Version { .. })
     ));
+}
+
+/// A mask repeated every P slots encodes to a polynomial with non-zero coefficients only at
+/// multiples of N / (2P): the property the sparse path relies on.
+#[test]
+fn periodic_mask_polynomial_is_sparse() {
+    let params = Params::insecure_for_tests(11, &[60, 40], &[60], 2).unwrap();
+    let ctx = Context::new(params).unwrap();
+    let slots = ctx.params().slots();
+    let enc = Encoder::new(&ctx);
+    for period in [32usize, 128] {
+        let v: Vec<crate::ckks::C64> = (0..slots)
+            .map(|j| crate::ckks::C64::new(if j % period < 11 { 1.0 } else { 0.0 }, 0.0))
+            .collect();
+        let c = enc.coefficients(&v).unwrap();
+        let d = crate::math::sparse_ntt::sparsity_stride(&c, 1e-12);
+        assert_eq!(d, ctx.n() / (2 * period), "period {period}");
+    }
+    // Not periodic: dense.
+    let v: Vec<crate::ckks::C64> = (0..slots)
+        .map(|j| crate::ckks::C64::new(if j < 11 { 1.0 } else { 0.0 }, 0.0))
+        .collect();
+    let c = enc.coefficients(&v).unwrap();
+    assert_eq!(crate::math::sparse_ntt::sparsity_stride(&c, 1e-12), 1);
 }
