@@ -237,6 +237,49 @@ mod imp {
         }
     }
 
+    /// As `pmac`, with y_t[k] read as y_t[k / d] (d a multiple of 8): one broadcast per
+    /// 8 slots.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub unsafe fn bpmac(acc: &mut [u64], pairs: &[(&[u64], &[u64])], d: usize, b: u64) {
+        let vb = _mm512_set1_epi64(b as i64);
+        let m52 = _mm512_set1_epi64(M52 as i64);
+        let z = _mm512_setzero_si512();
+        let r = ((1u128 << 52) % b as u128) as u64;
+        let (vr, vrs) = (
+            _mm512_set1_epi64(r as i64),
+            _mm512_set1_epi64(shoup52(r, b) as i64),
+        );
+        let (one, ones) = (
+            _mm512_set1_epi64(1),
+            _mm512_set1_epi64(shoup52(1, b) as i64),
+        );
+        for chunk in pairs.chunks(8) {
+            let mut start = 0;
+            while start < acc.len() {
+                let k = start / d;
+                let mut lo = z;
+                let mut hi = z;
+                for (x, y) in chunk {
+                    let vx = _mm512_loadu_si512(x.as_ptr().add(start) as *const _);
+                    let vy = _mm512_set1_epi64(*y.get_unchecked(k) as i64);
+                    lo = _mm512_madd52lo_epu64(lo, vx, vy);
+                    hi = _mm512_madd52hi_epu64(hi, vx, vy);
+                }
+                let h = _mm512_add_epi64(hi, _mm512_srli_epi64(lo, 52));
+                let l = _mm512_and_si512(lo, m52);
+                let t1 = shoup_mul(h, vr, vrs, vb);
+                let t2 = shoup_mul(l, one, ones, vb);
+                let mut a = _mm512_loadu_si512(acc.as_ptr().add(start) as *const _);
+                a = _mm512_add_epi64(a, t1);
+                a = _mm512_min_epu64(a, _mm512_sub_epi64(a, vb));
+                a = _mm512_add_epi64(a, t2);
+                a = _mm512_min_epu64(a, _mm512_sub_epi64(a, vb));
+                _mm512_storeu_si512(acc.as_mut_ptr().add(start) as *mut _, a);
+                start += 8;
+            }
+        }
+    }
+
     #[target_feature(enable = "avx512f,avx512ifma")]
     pub unsafe fn dot(out: &mut [u64], y: &[u64], n: usize, terms: &[Term], b: u64) {
         let vb = _mm512_set1_epi64(b as i64);
@@ -388,6 +431,28 @@ pub fn pmac(acc: &mut [u64], pairs: &[(&[u64], &[u64])], b: u64) -> bool {
     true
 }
 
+/// acc += sum_t x_t * y_t[k / d] mod b at every slot k (a product with a block-constant
+/// NTT-domain plaintext: the blocked output of [`crate::math::sparse_ntt::SparseNtt`]),
+/// for b < 2^50, d a multiple of 8, x_t of acc's length and y_t of that length / d.
+pub fn bpmac(acc: &mut [u64], pairs: &[(&[u64], &[u64])], d: usize, b: u64) -> bool {
+    let ok = d > 0
+        && d.is_multiple_of(8)
+        && acc.len().is_multiple_of(d)
+        && pairs
+            .iter()
+            .all(|(x, y)| x.len() == acc.len() && y.len() * d == acc.len());
+    if !(ifma() && b < MAX_MODULUS_52 && ok) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: CPU features checked; x_t and acc have the same length (a multiple of d, so
+    // of 8) and every y_t index start / d is below y_t's length.
+    unsafe {
+        imp::bpmac(acc, pairs, d, b)
+    };
+    true
+}
+
 /// out = (out - x) * c mod b, under the same conditions as [`mul_const`].
 pub fn sub_mul_const(out: &mut [u64], x: &[u64], c: u64, cs: u64, b: u64) -> bool {
     if !(ifma() && b < MAX_MODULUS_52 && out.len().is_multiple_of(8) && out.len() == x.len()) {
@@ -451,6 +516,44 @@ mod tests {
                 let mut want = acc0[k] as u128;
                 for t in 0..terms {
                     want = (want + xs[t][k] as u128 * ys[t][k] as u128) % b as u128;
+                }
+                assert_eq!(acc[k] as u128, want, "terms {terms} slot {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn bpmac_matches_scalar() {
+        let b = crate::math::primes::ntt_primes(49, 1 << 12, 1, &[]).unwrap()[0];
+        let (n, d) = (128, 16);
+        let mut seed = 777u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) % b
+        };
+        for terms in [1usize, 8, 11] {
+            let xs: Vec<Vec<u64>> = (0..terms)
+                .map(|_| (0..n).map(|_| next()).collect())
+                .collect();
+            let ys: Vec<Vec<u64>> = (0..terms)
+                .map(|_| (0..n / d).map(|_| next()).collect())
+                .collect();
+            let acc0: Vec<u64> = (0..n).map(|_| next()).collect();
+            let mut acc = acc0.clone();
+            let pairs: Vec<(&[u64], &[u64])> = xs
+                .iter()
+                .zip(&ys)
+                .map(|(x, y)| (x.as_slice(), y.as_slice()))
+                .collect();
+            if !bpmac(&mut acc, &pairs, d, b) {
+                return; // no IFMA on this machine
+            }
+            for k in 0..n {
+                let mut want = acc0[k] as u128;
+                for t in 0..terms {
+                    want = (want + xs[t][k] as u128 * ys[t][k / d] as u128) % b as u128;
                 }
                 assert_eq!(acc[k] as u128, want, "terms {terms} slot {k}");
             }

@@ -25,6 +25,9 @@ pub struct SparseNtt {
     inner: NttTable,
     /// Big NTT index -> inner NTT index.
     map: Vec<u32>,
+    /// Whether `map[i] == i / d` (tfhe-ntt's bit-reversed order gives that): big value i
+    /// is then inner value i / d, and products need no gather ([`crate::math::simd::bpmac`]).
+    blocked: bool,
 }
 
 impl SparseNtt {
@@ -83,11 +86,27 @@ impl SparseNtt {
                 }
             })
             .collect::<Result<Vec<u32>>>()?;
-        Ok(SparseNtt { d, inner, map })
+        let blocked = map.iter().enumerate().all(|(i, &j)| j as usize == i / d);
+        Ok(SparseNtt {
+            d,
+            inner,
+            map,
+            blocked,
+        })
     }
 
     pub fn stride(&self) -> usize {
         self.d
+    }
+
+    pub fn is_blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// The inner transform alone, in place: with [`Self::is_blocked`], big value i of the
+    /// full NTT is `r[i / d]`.
+    pub fn forward_inner(&self, r: &mut [u64]) {
+        self.inner.forward(r);
     }
 
     /// `out` (length N) = NTT of the polynomial whose coefficient k*d is `r[k]` and whose
@@ -146,6 +165,12 @@ mod tests {
             let mut r2 = r.clone();
             let mut out = vec![0u64; n];
             sp.forward_into(&mut r2, &mut out);
+            if sp.is_blocked() {
+                let mut r3 = r.clone();
+                sp.forward_inner(&mut r3);
+                let expanded: Vec<u64> = (0..n).map(|i| r3[i / d]).collect();
+                prop_assert_eq!(&expanded, &full);
+            }
             prop_assert_eq!(out, full);
         }
     }
