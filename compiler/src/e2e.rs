@@ -73,6 +73,9 @@ pub struct Session {
     keys: runtime::ckks::EvalKeys,
     pub keygen_s: f64,
     pub eval_key_bytes: u64,
+    /// Overrides the executor's masked-plaintext cache budget (tests force the streamed
+    /// paths with `Some(0)`; results do not depend on it).
+    pub mask_cache_bytes: Option<usize>,
 }
 
 impl Session {
@@ -92,6 +95,7 @@ impl Session {
             keys,
             keygen_s,
             eval_key_bytes,
+            mask_cache_bytes: None,
         })
     }
 
@@ -127,7 +131,11 @@ impl Session {
         let t = Instant::now();
         let mut last = Instant::now();
         let mut layer_s: Vec<(String, f64)> = vec![];
-        let out = Executor::new(ctx, program, &self.keys)?.run(cts, |done, total, layer| {
+        let mut exec = Executor::new(ctx, program, &self.keys)?;
+        if let Some(bytes) = self.mask_cache_bytes {
+            exec = exec.with_mask_cache_bytes(bytes);
+        }
+        let out = exec.run(cts, |done, total, layer| {
             let dt = last.elapsed().as_secs_f64();
             last = Instant::now();
             match layer_s.last_mut() {

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use compiler::e2e::{compile, error_bits, run_encrypted, CompileOptions};
+use compiler::e2e::{compile, error_bits, CompileOptions, Session};
 use compiler::lower::reference::Reference;
 use compiler::onnx::{import_path, tensor, ImportOptions};
 
@@ -21,6 +21,13 @@ fn data(name: &str) -> PathBuf {
 /// activation rescale its input to Delta, where the rescale noise is ~2^-9 of the value
 /// before the square doubles it; models without one keep ~12 bits.
 fn check(model: &str, min_bits: f64) {
+    check_with_cache(model, min_bits, None)
+}
+
+/// As `check`, with the executor's masked-plaintext cache budget overridden (`Some(0)`:
+/// every masked tap encoded where used, through the periodic-mask sparse NTT and the
+/// cache-tiled accumulation, as in full-size layers).
+fn check_with_cache(model: &str, min_bits: f64, cache: Option<usize>) {
     let path = data(&format!("{model}.onnx"));
     let input = tensor::read_pb(&data(&format!("{model}_input.pb"))).unwrap();
     let imp = import_path(&path, &ImportOptions::default()).unwrap();
@@ -33,10 +40,12 @@ fn check(model: &str, min_bits: f64) {
     )
     .unwrap();
     assert!(c.program.params.security_bits().unwrap_or(0) >= 128);
-    let (got, st) = run_encrypted(&c.program, input.data(), |_, _, _| {}).unwrap();
+    let mut session = Session::new(&c.program).unwrap();
+    session.mask_cache_bytes = cache;
+    let (got, st) = session.run(&c.program, input.data(), |_, _, _| {}).unwrap();
     let (err, bits) = error_bits(&got, want[0].data());
     eprintln!(
-        "{model}: N = 2^{}, {} primes, max error {err:.3e}, {bits:.1} bits, eval {:.3} s, {} rotation keys",
+        "{model} (cache {cache:?}): N = 2^{}, {} primes, max error {err:.3e}, {bits:.1} bits, eval {:.3} s, {} rotation keys",
         c.program.params.log_n(),
         c.program.params.q().len(),
         st.eval_s,
@@ -46,6 +55,18 @@ fn check(model: &str, min_bits: f64) {
         bits >= min_bits,
         "{model}: {bits:.1} bits of precision, want >= {min_bits}"
     );
+}
+
+#[test]
+fn streamed_masked_taps() {
+    for (model, bits) in [
+        ("tiny_conv", 11.0),
+        ("tiny_conv_bn_act", 6.5),
+        ("tiny_strided", 6.5),
+        ("tiny_residual_1x1", 6.0),
+    ] {
+        check_with_cache(model, bits, Some(0));
+    }
 }
 
 #[test]

@@ -18,6 +18,7 @@ use crate::math::simd;
 use crate::math::sparse_ntt::{sparsity_stride, SparseNtt};
 use crate::program::format::Program;
 use crate::program::instr::{Instr, Linear, Reg};
+use crate::program::linear_tiled::{self, TapWeight};
 use crate::program::requirements::KeyRequirements;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -298,6 +299,13 @@ impl<'a> Executor<'a> {
                 sparse_ntts.insert(*d, v);
             }
         }
+        // Every masked tap sparse and blocked: the cache-tiled accumulation.
+        let tiled = !cached
+            && l.masks.iter().flatten().all(|mk| {
+                sparse.get(mk).is_some_and(|(_, d)| {
+                    d.is_multiple_of(8) && sparse_ntts[d].iter().all(|s| s.is_blocked())
+                })
+            });
         let int_weights: Vec<i64> = l
             .weights
             .iter()
@@ -350,6 +358,36 @@ impl<'a> Executor<'a> {
                     Err(_) => src,
                 })
                 .collect();
+            if tiled {
+                let weights: Vec<Vec<(usize, TapWeight)>> = (0..l.dsts.len())
+                    .into_par_iter()
+                    .map(|o| {
+                        let base = (o * nsrc + i) * taps;
+                        (0..taps)
+                            .filter_map(|t| {
+                                let w = l.weights[base + t];
+                                match l.masks[t] {
+                                    None => (int_weights[base + t] != 0).then(|| {
+                                        Ok((t, TapWeight::Integer(int_weights[base + t])))
+                                    }),
+                                    Some(mk) => (w != 0.0).then(|| {
+                                        let (support, d) = &sparse[&mk];
+                                        Ok((
+                                            t,
+                                            TapWeight::Sparse {
+                                                stride: *d,
+                                                ints: round_support(support, w, l.weight_scale)?,
+                                            },
+                                        ))
+                                    }),
+                                }
+                            })
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .collect::<Result<_>>()?;
+                linear_tiled::accumulate(&mut acc, &rotated, &tables, &weights, &sparse_ntts);
+                continue;
+            }
             acc.par_iter_mut()
                 .enumerate()
                 .map(|(o, a)| -> Result<()> {
@@ -411,22 +449,7 @@ impl<'a> Executor<'a> {
                                 let w = l.weights[base + t];
                                 let (support, d) = sparse.get(&mk)?;
                                 (w != 0.0).then(|| {
-                                    let f = w * l.weight_scale;
-                                    let ints = support
-                                        .iter()
-                                        .map(|c| {
-                                            let v = (c * f).round();
-                                            if v.abs() < 2f64.powi(62) {
-                                                Ok(v as i64)
-                                            } else {
-                                                Err(Error::OutOfRange(format!(
-                                                    "masked weight {w} at scale 2^{:.1} does not fit 62 bits",
-                                                    l.weight_scale.log2()
-                                                )))
-                                            }
-                                        })
-                                        .collect::<Result<Vec<i64>>>()?;
-                                    Ok((t, *d, ints))
+                                    Ok((t, *d, round_support(support, w, l.weight_scale)?))
                                 })
                             })
                             .collect::<Result<_>>()?;
@@ -579,6 +602,25 @@ impl<'a> Executor<'a> {
         }
         Ok(())
     }
+}
+
+/// round(w * scale * c) for the support coefficients c of a sparse mask.
+fn round_support(support: &[f64], w: f64, scale: f64) -> Result<Vec<i64>> {
+    let f = w * scale;
+    support
+        .iter()
+        .map(|c| {
+            let v = (c * f).round();
+            if v.abs() < 2f64.powi(62) {
+                Ok(v as i64)
+            } else {
+                Err(Error::OutOfRange(format!(
+                    "masked weight {w} at scale 2^{:.1} does not fit 62 bits",
+                    scale.log2()
+                )))
+            }
+        })
+        .collect()
 }
 
 fn empty(r: Reg) -> Error {

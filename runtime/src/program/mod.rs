@@ -6,6 +6,7 @@
 pub mod executor;
 pub mod format;
 pub mod instr;
+mod linear_tiled;
 pub mod requirements;
 
 pub use executor::Executor;
