@@ -55,6 +55,13 @@ fn check_with_cache(model: &str, min_bits: f64, cache: Option<usize>) {
         bits >= min_bits,
         "{model}: {bits:.1} bits of precision, want >= {min_bits}"
     );
+    // The bound `fhec inspect` prints ("rescale noise leaves about B bits per activation",
+    // a 6-sigma model) holds for the whole network's output too.
+    let predicted = c.planned.params.prediction.noise_precision_bits;
+    assert!(
+        bits >= predicted,
+        "{model}: {bits:.1} bits measured, below the predicted {predicted:.1}"
+    );
 }
 
 #[test]
