@@ -68,9 +68,10 @@ fn accumulate_prime(
 ) {
     let m: &Modulus = table.modulus();
     let q = m.value();
-    // Per output: integer taps (tap, c, shoup c) and masked taps (tap, stride, inner NTT).
+    // Per output: integer taps (tap, (c, shoup c)) and masked taps (tap, stride, inner NTT).
+    type Integers = Vec<(usize, (u64, u64))>;
     type Masked = (usize, usize, Vec<u64>);
-    let prepared: Vec<(Vec<(usize, (u64, u64))>, Vec<Masked>)> = weights
+    let prepared: Vec<(Integers, Vec<Masked>)> = weights
         .iter()
         .map(|taps| {
             let mut ints = vec![];
