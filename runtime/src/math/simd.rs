@@ -237,10 +237,10 @@ mod imp {
         }
     }
 
-    /// As `pmac`, with y_t[k] read as y_t[k / d] (d a multiple of 8): one broadcast per
-    /// 8 slots.
+    /// As `pmac`, with y_t[k] read as y_t[k >> shift_t] (every shift_t >= 3): one
+    /// broadcast per 8 slots.
     #[target_feature(enable = "avx512f,avx512ifma")]
-    pub unsafe fn bpmac(acc: &mut [u64], pairs: &[(&[u64], &[u64])], d: usize, b: u64) {
+    pub unsafe fn smac(acc: &mut [u64], pairs: &[(&[u64], &[u64], u32)], b: u64) {
         let vb = _mm512_set1_epi64(b as i64);
         let m52 = _mm512_set1_epi64(M52 as i64);
         let z = _mm512_setzero_si512();
@@ -256,11 +256,11 @@ mod imp {
         for chunk in pairs.chunks(8) {
             let mut start = 0;
             while start < acc.len() {
-                let k = start / d;
                 let mut lo = z;
                 let mut hi = z;
-                for (x, y) in chunk {
+                for &(x, y, shift) in chunk {
                     let vx = _mm512_loadu_si512(x.as_ptr().add(start) as *const _);
+                    let k = start.checked_shr(shift).unwrap_or(0);
                     let vy = _mm512_set1_epi64(*y.get_unchecked(k) as i64);
                     lo = _mm512_madd52lo_epu64(lo, vx, vy);
                     hi = _mm512_madd52hi_epu64(hi, vx, vy);
@@ -433,22 +433,39 @@ pub fn pmac(acc: &mut [u64], pairs: &[(&[u64], &[u64])], b: u64) -> bool {
 
 /// acc += sum_t x_t * y_t[k / d] mod b at every slot k (a product with a block-constant
 /// NTT-domain plaintext: the blocked output of [`crate::math::sparse_ntt::SparseNtt`]),
-/// for b < 2^50, d a multiple of 8, x_t of acc's length and y_t of that length / d.
+/// for b < 2^50, d a power of two >= 8, x_t of acc's length and y_t of that length / d.
 pub fn bpmac(acc: &mut [u64], pairs: &[(&[u64], &[u64])], d: usize, b: u64) -> bool {
-    let ok = d > 0
-        && d.is_multiple_of(8)
-        && acc.len().is_multiple_of(d)
-        && pairs
-            .iter()
-            .all(|(x, y)| x.len() == acc.len() && y.len() * d == acc.len());
+    if !(d.is_power_of_two() && acc.len().is_multiple_of(d)) {
+        return false;
+    }
+    let shift = d.trailing_zeros();
+    let triples: Vec<(&[u64], &[u64], u32)> = pairs.iter().map(|&(x, y)| (x, y, shift)).collect();
+    smac(acc, &triples, b)
+}
+
+/// acc += sum_t x_t * y_t[k >> shift_t] mod b at every slot k: block-constant plaintexts
+/// with blocks of 2^shift_t slots (shift_t >= 3; shift_t >= 64 or a one-value y_t: an
+/// integer scalar), all lazily reduced together. For b < 2^50, acc's length a multiple of
+/// 8, every x_t of acc's length and every y_t long enough; every input reduced mod b.
+pub fn smac(acc: &mut [u64], pairs: &[(&[u64], &[u64], u32)], b: u64) -> bool {
+    let len = acc.len();
+    let ok = len.is_multiple_of(8)
+        && pairs.iter().all(|&(x, y, shift)| {
+            let last = if len == 0 {
+                0
+            } else {
+                (len - 1).checked_shr(shift).unwrap_or(0)
+            };
+            shift >= 3 && x.len() == len && last < y.len()
+        });
     if !(ifma() && b < MAX_MODULUS_52 && ok) {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: CPU features checked; x_t and acc have the same length (a multiple of d, so
-    // of 8) and every y_t index start / d is below y_t's length.
+    // SAFETY: CPU features checked; every x_t has acc's length (a multiple of 8) and every
+    // y_t index start >> shift_t is at most (len - 1) >> shift_t < y_t's length.
     unsafe {
-        imp::bpmac(acc, pairs, d, b)
+        imp::smac(acc, pairs, b)
     };
     true
 }
@@ -558,6 +575,54 @@ mod tests {
                 assert_eq!(acc[k] as u128, want, "terms {terms} slot {k}");
             }
         }
+    }
+
+    #[test]
+    fn smac_mixes_scalars_and_blocks() {
+        let b = crate::math::primes::ntt_primes(49, 1 << 12, 1, &[]).unwrap()[0];
+        let n = 256;
+        let mut seed = 99u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) % b
+        };
+        // shifts: scalar (u32::MAX), blocks of 8, 16 and 64, ten pairs (two kernel passes).
+        let shifts = [u32::MAX, 3, 4, 6, 3, 4, u32::MAX, 6, 3, 4];
+        let xs: Vec<Vec<u64>> = shifts
+            .iter()
+            .map(|_| (0..n).map(|_| next()).collect())
+            .collect();
+        let ys: Vec<Vec<u64>> = shifts
+            .iter()
+            .map(|&s| {
+                let len = if s >= 64 { 1 } else { n >> s };
+                (0..len).map(|_| next()).collect()
+            })
+            .collect();
+        let acc0: Vec<u64> = (0..n).map(|_| next()).collect();
+        let mut acc = acc0.clone();
+        let triples: Vec<(&[u64], &[u64], u32)> = xs
+            .iter()
+            .zip(&ys)
+            .zip(&shifts)
+            .map(|((x, y), &s)| (x.as_slice(), y.as_slice(), s))
+            .collect();
+        if !smac(&mut acc, &triples, b) {
+            return; // no IFMA on this machine
+        }
+        for k in 0..n {
+            let mut want = acc0[k] as u128;
+            for (t, &s) in shifts.iter().enumerate() {
+                let idx = k.checked_shr(s).unwrap_or(0);
+                want = (want + xs[t][k] as u128 * ys[t][idx] as u128) % b as u128;
+            }
+            assert_eq!(acc[k] as u128, want, "slot {k}");
+        }
+        // A y too short is refused, not read out of bounds.
+        let short: Vec<(&[u64], &[u64], u32)> = vec![(&xs[1], &ys[1][..1], 3)];
+        assert!(!smac(&mut acc, &short, b));
     }
 
     use super::*;

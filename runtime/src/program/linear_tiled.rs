@@ -105,41 +105,30 @@ fn accumulate_prime(
         for (o, (ints, masked)) in prepared.iter().enumerate() {
             for part in 0..2 {
                 let acc = &mut limbs[2 * o + part][start..end];
-                if !ints.is_empty() {
-                    let srcs: Vec<&[u64]> = ints
-                        .iter()
-                        .map(|(t, _)| &rotated[*t].parts[part].limb(j)[start..end])
-                        .collect();
-                    let consts: Vec<(u64, u64)> = ints.iter().map(|x| x.1).collect();
-                    if !simd::mac(acc, &srcs, &consts, q) {
-                        for (src, &(c, _)) in srcs.iter().zip(&consts) {
-                            let cs = m.shoup(c);
-                            for (x, &y) in acc.iter_mut().zip(src.iter()) {
-                                *x = m.add(*x, m.mul_shoup(y, c, cs));
-                            }
-                        }
-                    }
-                }
-                // One kernel call per stride present (normally one).
-                let mut k = 0;
-                while k < masked.len() {
-                    let d = masked[k].1;
-                    let group: Vec<&Masked> = masked[k..].iter().take_while(|x| x.1 == d).collect();
-                    k += group.len();
-                    let pairs: Vec<(&[u64], &[u64])> = group
-                        .iter()
-                        .map(|(t, _, r)| {
-                            (
-                                &rotated[*t].parts[part].limb(j)[start..end],
-                                &r[start / d..end / d],
-                            )
-                        })
-                        .collect();
-                    if !simd::bpmac(acc, &pairs, d, q) {
-                        for (x, y) in pairs {
-                            for (i, (a, &xv)) in acc.iter_mut().zip(x.iter()).enumerate() {
-                                *a = m.add(*a, m.mul(xv, y[i / d]));
-                            }
+                // Integer taps as one-value plaintexts, masked taps as block-constant ones:
+                // one lazily reduced kernel call for all taps.
+                let triples: Vec<(&[u64], &[u64], u32)> = ints
+                    .iter()
+                    .map(|(t, c)| {
+                        (
+                            &rotated[*t].parts[part].limb(j)[start..end],
+                            std::slice::from_ref(&c.0),
+                            u32::MAX,
+                        )
+                    })
+                    .chain(masked.iter().map(|(t, d, r)| {
+                        (
+                            &rotated[*t].parts[part].limb(j)[start..end],
+                            &r[start / d..end / d],
+                            d.trailing_zeros(),
+                        )
+                    }))
+                    .collect();
+                if !simd::smac(acc, &triples, q) {
+                    for (x, y, shift) in triples {
+                        for (i, (a, &xv)) in acc.iter_mut().zip(x.iter()).enumerate() {
+                            let k = i.checked_shr(shift).unwrap_or(0);
+                            *a = m.add(*a, m.mul(xv, y[k]));
                         }
                     }
                 }
