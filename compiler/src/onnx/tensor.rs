@@ -70,11 +70,17 @@ pub fn read_pb(path: &Path) -> Result<Tensor, ImportError> {
         path: p.clone(),
         source,
     })?;
-    let proto = TensorProto::decode(&bytes[..]).map_err(|e| ImportError::Tensor {
-        name: p.clone(),
+    decode_pb(&bytes, &p, path.parent().and_then(|d| d.to_str()))
+}
+
+/// [`read_pb`] on the bytes of a file (`what` names it in errors; `dir` locates external
+/// data, none when `None`).
+pub fn decode_pb(bytes: &[u8], what: &str, dir: Option<&str>) -> Result<Tensor, ImportError> {
+    let proto = TensorProto::decode(bytes).map_err(|e| ImportError::Tensor {
+        name: what.to_string(),
         msg: format!("not a TensorProto: {e}"),
     })?;
-    from_proto(&proto, path.parent().and_then(|d| d.to_str()))
+    from_proto(&proto, dir)
 }
 
 /// Writes `t` as a serialized FLOAT TensorProto, atomically (a temporary file in the same
@@ -89,7 +95,16 @@ pub fn write_pb(path: &Path, t: &Tensor, name: &str) -> Result<(), ImportError> 
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, to_proto(t, name).encode_to_vec()).map_err(io)?;
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&to_proto(t, name).encode_to_vec())?;
+        f.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         io(e)
