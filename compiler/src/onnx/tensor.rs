@@ -35,6 +35,19 @@ pub fn from_proto(t: &TensorProto, model_dir: Option<&str>) -> Result<Tensor, Im
             t.data_type
         )));
     }
+    // Dims are checked before tract sees them: it multiplies them unchecked (and panics
+    // on a product that overflows even when a later dim is 0).
+    // Every partial product is bounded (a later zero dim does not excuse an overflow).
+    let limit = (isize::MAX as u64) / 16;
+    let volume = t.dims.iter().try_fold(1u64, |acc, &d| {
+        u64::try_from(d)
+            .ok()
+            .and_then(|d| acc.checked_mul(d))
+            .filter(|&v| v <= limit)
+    });
+    if volume.is_none() {
+        return Err(err(format!("dims {:?} are negative or too large", t.dims)));
+    }
     let resolver = tract_onnx::data_resolver::default();
     let tt = tract_onnx::tensor::load_tensor(&*resolver, t, model_dir)
         .map_err(|e| err(format!("{e:#}")))?;
@@ -139,5 +152,18 @@ mod tests {
             ..Default::default()
         };
         assert!(from_proto(&bad, None).is_err());
+        // Found by the fuzzer: a product that overflows before a zero dim.
+        let huge = TensorProto {
+            dims: vec![23, 1, 144115188075855871, 0],
+            data_type: DataType::Double as i32,
+            ..Default::default()
+        };
+        assert!(from_proto(&huge, None).is_err());
+        let negative = TensorProto {
+            dims: vec![-1],
+            data_type: 1,
+            ..Default::default()
+        };
+        assert!(from_proto(&negative, None).is_err());
     }
 }
