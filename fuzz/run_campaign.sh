@@ -32,6 +32,7 @@ BIN=target/x86_64-unknown-linux-gnu/release
 for t in "${TARGETS[@]}"; do
   mkdir -p "corpus/$t" "corpus-work/$t" "artifacts/$t"
   log="artifacts/$t/run.log"
+  touch "artifacts/$t/.start"
   set +e
   nice -n 10 "$BIN/$t" "corpus-work/$t" "corpus/$t" "seeds/$t" \
     -rss_limit_mb=2048 -timeout=10 -max_total_time="$SECS" -print_final_stats=1 \
@@ -49,7 +50,9 @@ for t in "${TARGETS[@]}"; do
   rm -rf "corpus/$t" && mv "corpus-new/$t" "corpus/$t"
   n=$(ls "corpus/$t" | wc -l)
   size=$(du -sk "corpus/$t" | cut -f1)
-  crashes=$(ls "artifacts/$t" | grep -c -E '^(crash|oom|timeout|leak)-' || true)
+  # Findings of this run only (older artifacts stay until their reproducer is filed).
+  crashes=$(find "artifacts/$t" -newer "artifacts/$t/.start" -type f \
+    -regex '.*/\(crash\|oom\|timeout\|leak\|slow-unit\)-.*' | wc -l)
   line="$(date -u +%FT%TZ) target=$t rc=$rc seconds=$SECS execs=${execs:-0} cov=${cov:-?} ft=${ft:-?} corpus_files=$n corpus_kib=$size findings=$crashes"
   echo "$line" | tee -a campaign.log
 done
