@@ -58,34 +58,56 @@ pub fn load_png(
     std: [f64; 3],
 ) -> Result<Tensor, ImageError> {
     let p = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| ImageError::Io {
+    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
         path: p.clone(),
         source,
     })?;
+    decode_png(&bytes, &p, hw, mean, std)
+}
+
+/// [`load_png`] on the bytes of a file (`what` names it in errors). The size and colour
+/// type are checked from the header before any pixel buffer is allocated.
+pub fn decode_png(
+    bytes: &[u8],
+    what: &str,
+    hw: [usize; 2],
+    mean: [f64; 3],
+    std: [f64; 3],
+) -> Result<Tensor, ImageError> {
     let png_err = |e: png::DecodingError| ImageError::Png {
-        path: p.clone(),
+        path: what.to_string(),
         msg: e.to_string(),
     };
-    let mut dec = png::Decoder::new(std::io::BufReader::new(file));
-    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = dec.read_info().map_err(png_err)?;
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).map_err(png_err)?;
-    let (w, h) = (info.width as usize, info.height as usize);
     let unsuitable = |msg: String| ImageError::Unsuitable {
-        path: p.clone(),
+        path: what.to_string(),
         msg,
     };
-    let chans = match info.color_type {
-        png::ColorType::Rgb => 3,
-        png::ColorType::Rgba => 4,
-        other => return Err(unsuitable(format!("expected an RGB image, got {other:?}"))),
+    let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
+    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = dec.read_info().map_err(png_err)?;
+    let (w, h) = {
+        let info = reader.info();
+        (info.width as usize, info.height as usize)
     };
     if [h, w] != hw {
         return Err(unsuitable(format!(
             "image is {w}x{h}, the model expects {}x{}",
             hw[1], hw[0]
         )));
+    }
+    let chans = match reader.output_color_type().0 {
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        other => {
+            return Err(unsuitable(format!(
+                "expected an RGB image (3 channels), got {other:?}"
+            )))
+        }
+    };
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).map_err(png_err)?;
+    if info.width as usize != w || info.height as usize != h || buf.len() < h * info.line_size {
+        return Err(unsuitable("frame does not match the image header".into()));
     }
     let mut data = vec![0.0; 3 * h * w];
     for y in 0..h {

@@ -1,6 +1,7 @@
 //! ONNX importer, pass pipeline and lowering to the runtime's program format.
 
 pub mod e2e;
+pub mod fuzzing;
 pub mod image;
 pub mod lower;
 pub mod onnx;

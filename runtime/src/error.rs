@@ -33,6 +33,8 @@ pub enum Error {
     },
     #[error("level budget exhausted: cannot rescale a ciphertext already at level 0")]
     LevelExhausted,
+    #[error("level budget exhausted at layer {layer}: no prime left to rescale")]
+    BudgetExhausted { layer: String },
     #[error(
         "ciphertext has degree {0}; this operation needs a degree-1 ciphertext (relinearise first)"
     )]

@@ -1,13 +1,17 @@
 //! `fhec decrypt PROG.fheprog --secret client.sk --input out.ct [--json]` (client side):
 //! decrypts the program's output ciphertexts and gathers the output tensor by the
 //! program's output layout; `--json` prints `{"output", "shape", "top1"}` like
-//! `fhec interpret --json`.
+//! `fhec interpret --json`. `--flood-bits B` adds fresh Gaussian noise of deviation 2^B
+//! (in units of the output scale's coefficients) before decoding, for results that are
+//! shared with the server (see docs/SECURITY.md).
 
 use super::files::{load_secret, read, ProgramArg};
 use anyhow::Context as _;
 use clap::Parser;
+use runtime::ckks::decryptor::flood_slot_std;
 use runtime::ckks::Decryptor;
 use runtime::codec;
+use runtime::math::sampling::Csprng;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -21,6 +25,11 @@ pub struct Args {
     input: PathBuf,
     #[arg(long)]
     json: bool,
+    /// Noise flooding: add Gaussian noise of standard deviation 2^B (on the message
+    /// coefficients, CSPRNG) before decoding. Use it when decrypted results go back to
+    /// the server or to anyone else; it costs precision (stated on stderr).
+    #[arg(long, value_name = "B")]
+    flood_bits: Option<f64>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -29,10 +38,27 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let cts = codec::ciphertexts_from_bytes(&read(&a.input)?, &ctx)
         .with_context(|| format!("loading {}", a.input.display()))?;
     let dec = Decryptor::new(&ctx, &sk);
+    let mut rng = Csprng::from_os();
     let decrypted = cts
         .iter()
-        .map(|(r, c)| Ok((*r, dec.decrypt(c)?)))
+        .map(|(r, c)| {
+            Ok((
+                *r,
+                match a.flood_bits {
+                    Some(b) => dec.decrypt_flooded(c, b, &mut rng)?,
+                    None => dec.decrypt(c)?,
+                },
+            ))
+        })
         .collect::<anyhow::Result<_>>()?;
+    if let (Some(b), Some((_, c))) = (a.flood_bits, cts.first()) {
+        let std = flood_slot_std(ctx.n(), b, c.scale);
+        eprintln!(
+            "flooding: Gaussian noise 2^{b} on the coefficients, deviation {std:.3e} per output \
+             value (|change| < {:.3e} with overwhelming probability)",
+            8.0 * std
+        );
+    }
     let out = program.output.gather(&decrypted)?;
     let top1 = super::top1(&out, program.output.shape.last().copied().unwrap_or(1));
     if a.json {

@@ -8,6 +8,7 @@ use runtime::program::Program;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 /// The one loudly named opt-in for insecure test parameters.
 pub const INSECURE_FLAG: &str = "--insecure-test-params";
@@ -28,9 +29,11 @@ impl ProgramArg {
     }
 }
 
-/// Loads the client's secret key for `ctx`'s parameters.
+/// Loads the client's secret key for `ctx`'s parameters (the file's bytes are wiped from
+/// memory once decoded).
 pub fn load_secret(path: &Path, ctx: &Context) -> anyhow::Result<runtime::ckks::SecretKey> {
-    runtime::codec::secret_key_from_bytes(&read(path)?, ctx)
+    let bytes = Zeroizing::new(read(path)?);
+    runtime::codec::secret_key_from_bytes(&bytes, ctx)
         .with_context(|| format!("loading the secret key {}", path.display()))
 }
 
@@ -58,7 +61,9 @@ pub fn load_program(path: &Path, insecure_ok: bool) -> anyhow::Result<(Program, 
     Ok((program, ctx))
 }
 
-/// Writes `bytes` to `path` atomically; `secret` files are created owner-only (0600).
+/// Writes `bytes` to `path` atomically (a temporary file in the same folder, synced, then
+/// renamed over `path`): an interrupted write leaves the old file or none, never a
+/// truncated one. `secret` files are created owner-only (0600) from the start.
 pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<()> {
     let dir = path
         .parent()
@@ -85,6 +90,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<(
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        // Make the rename itself durable (best effort: not every platform can sync a
+        // directory).
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
         Ok(())
     })();
     if result.is_err() {
@@ -96,4 +106,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<(
 /// Reads a file with a readable error.
 pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_leave_no_temporaries() {
+        let d = std::env::temp_dir().join(format!("fhec-write-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("out.bin");
+        write_atomic(&p, b"first version", false).unwrap();
+        write_atomic(&p, b"second", true).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
+        let names: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out.bin")]);
+        // A write that cannot complete (the target is a directory) leaves nothing behind.
+        let sub = d.join("sub");
+        std::fs::create_dir_all(sub.join("x")).unwrap();
+        assert!(write_atomic(&sub, b"data", false).is_err());
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2);
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

@@ -27,7 +27,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut kg = KeyGenerator::new(&ctx);
     let sk = kg.secret_key();
     let keys = kg.eval_keys(&sk, req.relin_level, &req.galois(&ctx))?;
-    write_atomic(&a.secret, &codec::secret_key_to_bytes(&sk)?, true)?;
+    // The serialised key is wiped from memory once written.
+    let sk_bytes = zeroize::Zeroizing::new(codec::secret_key_to_bytes(&sk)?);
+    write_atomic(&a.secret, &sk_bytes, true)?;
     let evk = codec::eval_keys_to_bytes(&keys)?;
     write_atomic(&a.eval, &evk, false)?;
     eprintln!(

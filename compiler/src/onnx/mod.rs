@@ -10,7 +10,6 @@ use passes::ir::{Graph, Tensor};
 use tract_onnx::pb::tensor_shape_proto::dimension;
 use tract_onnx::pb::type_proto;
 use tract_onnx::pb::{ModelProto, ValueInfoProto};
-use tract_onnx::prelude::Framework;
 
 pub mod attrs;
 pub mod builder;
@@ -85,13 +84,21 @@ pub fn load_model(path: &Path) -> Result<ModelProto, ImportError> {
         path: p.clone(),
         source,
     })?;
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    model_from_bytes(&bytes, &p)
+}
+
+/// Decodes an ONNX model from the bytes of a file (`what` names it in errors).
+pub fn model_from_bytes(bytes: &[u8], what: &str) -> Result<ModelProto, ImportError> {
+    let p = what.to_string();
     let model =
-        tract_onnx::onnx()
-            .proto_model_for_path(path)
-            .map_err(|e| ImportError::NotOnnx {
-                path: p.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        <ModelProto as prost::Message>::decode(bytes).map_err(|e| ImportError::NotOnnx {
+            path: p.clone(),
+            reason: format!("{e:#}"),
+        })?;
     let ok = model
         .graph
         .as_ref()

@@ -35,6 +35,19 @@ pub fn from_proto(t: &TensorProto, model_dir: Option<&str>) -> Result<Tensor, Im
             t.data_type
         )));
     }
+    // Dims are checked before tract sees them: it multiplies them unchecked (and panics
+    // on a product that overflows even when a later dim is 0).
+    // Every partial product is bounded (a later zero dim does not excuse an overflow).
+    let limit = (isize::MAX as u64) / 16;
+    let volume = t.dims.iter().try_fold(1u64, |acc, &d| {
+        u64::try_from(d)
+            .ok()
+            .and_then(|d| acc.checked_mul(d))
+            .filter(|&v| v <= limit)
+    });
+    if volume.is_none() {
+        return Err(err(format!("dims {:?} are negative or too large", t.dims)));
+    }
     let resolver = tract_onnx::data_resolver::default();
     let tt = tract_onnx::tensor::load_tensor(&*resolver, t, model_dir)
         .map_err(|e| err(format!("{e:#}")))?;
@@ -70,11 +83,17 @@ pub fn read_pb(path: &Path) -> Result<Tensor, ImportError> {
         path: p.clone(),
         source,
     })?;
-    let proto = TensorProto::decode(&bytes[..]).map_err(|e| ImportError::Tensor {
-        name: p.clone(),
+    decode_pb(&bytes, &p, path.parent().and_then(|d| d.to_str()))
+}
+
+/// [`read_pb`] on the bytes of a file (`what` names it in errors; `dir` locates external
+/// data, none when `None`).
+pub fn decode_pb(bytes: &[u8], what: &str, dir: Option<&str>) -> Result<Tensor, ImportError> {
+    let proto = TensorProto::decode(bytes).map_err(|e| ImportError::Tensor {
+        name: what.to_string(),
         msg: format!("not a TensorProto: {e}"),
     })?;
-    from_proto(&proto, path.parent().and_then(|d| d.to_str()))
+    from_proto(&proto, dir)
 }
 
 /// Writes `t` as a serialized FLOAT TensorProto, atomically (a temporary file in the same
@@ -89,7 +108,16 @@ pub fn write_pb(path: &Path, t: &Tensor, name: &str) -> Result<(), ImportError> 
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, to_proto(t, name).encode_to_vec()).map_err(io)?;
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&to_proto(t, name).encode_to_vec())?;
+        f.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         io(e)
@@ -124,5 +152,18 @@ mod tests {
             ..Default::default()
         };
         assert!(from_proto(&bad, None).is_err());
+        // Found by the fuzzer: a product that overflows before a zero dim.
+        let huge = TensorProto {
+            dims: vec![23, 1, 144115188075855871, 0],
+            data_type: DataType::Double as i32,
+            ..Default::default()
+        };
+        assert!(from_proto(&huge, None).is_err());
+        let negative = TensorProto {
+            dims: vec![-1],
+            data_type: 1,
+            ..Default::default()
+        };
+        assert!(from_proto(&negative, None).is_err());
     }
 }

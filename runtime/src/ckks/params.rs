@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 use crate::math::primes::{is_prime, ntt_primes};
 use serde::{Deserialize, Serialize};
 
+/// Most primes (Q and P together) a parameter set may have.
+pub const MAX_PRIMES: usize = 256;
+
 /// A validated CKKS parameter set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Params {
@@ -96,6 +99,14 @@ impl Params {
         }
         if self.p.is_empty() {
             return bad("key switching needs at least one special prime".into());
+        }
+        // Even at N = 2^17 the 128-bit bound (3523 bits) holds at most 207 primes of 17
+        // bits; a longer chain can only come from a hostile file (insecure sets included).
+        if self.q.len() + self.p.len() > MAX_PRIMES {
+            return bad(format!(
+                "{} primes in the chain, at most {MAX_PRIMES} are supported",
+                self.q.len() + self.p.len()
+            ));
         }
         if self.dnum == 0 || self.dnum > self.q.len() {
             return bad(format!(

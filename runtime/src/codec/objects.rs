@@ -53,7 +53,7 @@ struct PublicKeyWire {
 fn check_params(ctx: &Context, header: &Header) -> Result<()> {
     if header.params_id != ctx.params().id() {
         return Err(Error::KeySetMismatch(format!(
-            "this {} was made for another parameter set (another program or another \
+            "the {} file was made for another parameter set (another program or another \
              compilation of it)",
             header.kind.name()
         )));

@@ -75,3 +75,28 @@ fn foreign_and_corrupt_files_are_refused() {
         Err(Error::Corrupt(_))
     ));
 }
+
+/// The secret key never travels with the evaluation keys: no 32-byte run of its encoded
+/// coefficients appears in the bundle, the two files differ in kind, and the key's Debug
+/// form shows nothing of it.
+#[test]
+fn eval_bundle_holds_no_secret_key_material() {
+    let s = setup(11, &[50, 40, 40], &[50], 3, &[1, -2]);
+    let sk_file = secret_key_to_bytes(&s.sk).unwrap();
+    let evk_file = eval_keys_to_bytes(&s.keys).unwrap();
+    // Header (64 bytes) + a length varint, then the N ternary coefficients.
+    let coeffs = &sk_file[66..sk_file.len() - 32];
+    assert_eq!(coeffs.len(), s.ctx.n());
+    for window in coeffs.chunks_exact(32) {
+        assert!(
+            !evk_file.windows(32).any(|w| w == window),
+            "secret-key bytes inside the evaluation keys"
+        );
+    }
+    assert_ne!(sk_file[4], evk_file[4]);
+    assert!(matches!(
+        eval_keys_from_bytes(&sk_file, &s.ctx),
+        Err(Error::WrongKind { .. })
+    ));
+    assert_eq!(format!("{:?}", s.sk), "SecretKey(<redacted>)");
+}

@@ -77,6 +77,24 @@ impl Csprng {
         out
     }
 
+    /// Rounded Gaussian integers of standard deviation `sigma` (noise flooding; no tail
+    /// cut). Box-Muller on 53-bit uniforms: exact to the integer for `sigma` <= 2^52.
+    pub fn gaussian_wide(&mut self, n: usize, sigma: f64) -> Vec<i64> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let u1 = 1.0 - self.unit();
+            let u2 = self.unit();
+            let r = (-2.0 * u1.ln()).sqrt() * sigma;
+            let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+            for z in [r * c, r * s] {
+                if out.len() < n {
+                    out.push(z.round() as i64);
+                }
+            }
+        }
+        out
+    }
+
     /// A uniformly random polynomial on the given primes (the NTT image of a uniform
     /// polynomial is uniform, so it is marked as NTT form).
     pub fn uniform_poly(&mut self, n: usize, tables: &[&NttTable]) -> RnsPoly {
@@ -111,6 +129,20 @@ mod tests {
         let g = r.gaussian(30000);
         let var = g.iter().map(|&v| (v * v) as f64).sum::<f64>() / 30000.0;
         assert!((var.sqrt() - SIGMA).abs() < 0.15, "{}", var.sqrt());
+    }
+
+    #[test]
+    fn wide_gaussian_has_the_stated_deviation() {
+        let mut r = Csprng::from_os();
+        let sigma = 2f64.powi(20);
+        let g = r.gaussian_wide(20000, sigma);
+        let var = g.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / 20000.0;
+        assert!(
+            (var.sqrt() / sigma - 1.0).abs() < 0.03,
+            "{}",
+            var.sqrt() / sigma
+        );
+        assert!(g.iter().all(|&v| (v as f64).abs() < 7.0 * sigma));
     }
 
     #[test]

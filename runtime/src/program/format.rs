@@ -156,16 +156,47 @@ impl Program {
         if self.input.cts > self.registers {
             return bad("more input ciphertexts than registers".into());
         }
+        // Bounds that keep every allocation proportional to the file's size: each input
+        // ciphertext carries at least one value, each register is an input or written by
+        // an instruction, each output value has a placement.
+        if self.input.cts as usize > self.input.placement.len().max(1) {
+            return bad("more input ciphertexts than input values".into());
+        }
+        let writes: usize = self.instrs.iter().map(|i| i.writes().len()).sum();
+        if self.registers as usize > self.input.cts as usize + writes {
+            return bad(format!(
+                "{} registers, but only {} can ever hold a value",
+                self.registers,
+                self.input.cts as usize + writes
+            ));
+        }
         if self.input.level as usize > self.params.max_level() {
             return bad("input level above the top level".into());
         }
-        let total: usize = self.input.shape.iter().product();
+        let volume = |shape: &[usize]| {
+            shape
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .filter(|&t| t <= u32::MAX as usize)
+        };
+        let Some(total) = volume(&self.input.shape) else {
+            return bad(format!("input shape {:?} is too large", self.input.shape));
+        };
         for &(idx, ct, slot) in &self.input.placement {
             if idx as usize >= total || ct >= self.input.cts || slot >= slots {
                 return bad("input placement out of range".into());
             }
         }
-        let total: usize = self.output.shape.iter().product();
+        let total = match volume(&self.output.shape) {
+            Some(t) if t <= self.output.placement.len() => t,
+            _ => {
+                return bad(format!(
+                    "output shape {:?} has more values than placements ({})",
+                    self.output.shape,
+                    self.output.placement.len()
+                ))
+            }
+        };
         for &(idx, reg, slot) in &self.output.placement {
             if idx as usize >= total || reg >= self.registers || slot >= slots {
                 return bad("output placement out of range".into());

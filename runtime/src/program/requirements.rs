@@ -96,9 +96,9 @@ impl KeyRequirements {
                 Instr::Rescale { reg } => {
                     let lv = read(*reg, &level)?;
                     if lv == 0 {
-                        return Err(Error::LevelMismatch(format!(
-                            "level budget exhausted at layer {origin}: no prime left to rescale"
-                        )));
+                        return Err(Error::BudgetExhausted {
+                            layer: origin.clone(),
+                        });
                     }
                     level[*reg as usize] = Some(lv - 1);
                 }

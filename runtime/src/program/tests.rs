@@ -214,7 +214,7 @@ fn missing_keys_and_budget_errors_are_named() {
         deep.origins.push("too-deep".into());
     }
     match KeyRequirements::of(&deep) {
-        Err(Error::LevelMismatch(m)) => assert!(m.contains("too-deep"), "{m}"),
+        Err(Error::BudgetExhausted { layer }) => assert_eq!(layer, "too-deep"),
         other => panic!("expected a budget error, got {other:?}"),
     }
 }

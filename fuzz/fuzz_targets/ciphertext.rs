@@ -1,0 +1,7 @@
+//! Fuzz target `ciphertext`: arbitrary bytes through `compiler::fuzzing::ciphertext` (see there for
+//! what is parsed and how the first byte selects the mode).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = compiler::fuzzing::ciphertext(data);
+});

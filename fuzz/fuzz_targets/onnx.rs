@@ -1,0 +1,7 @@
+//! Fuzz target `onnx`: arbitrary bytes through `compiler::fuzzing::onnx` (see there for
+//! what is parsed and how the first byte selects the mode).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = compiler::fuzzing::onnx(data);
+});
