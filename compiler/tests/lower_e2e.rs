@@ -16,10 +16,11 @@ fn data(name: &str) -> PathBuf {
 }
 
 /// Compiles and runs `model` encrypted and checks the precision against the f64
-/// interpreter: `min_bits` of log2(max(1, max|y|) / max|y_enc - y|). The bounds sit ~1
-/// bit under what N = 2^13 at Delta = 2^20 measures (7.1 .. 14.3 bits): models with an
+/// interpreter: `min_bits` of log2(max(1, max|y|) / max|y_enc - y|). Models with an
 /// activation rescale its input to Delta, where the rescale noise is ~2^-9 of the value
-/// before the square doubles it; models without one keep ~12 bits.
+/// before the square doubles it: at N = 2^13, Delta = 2^20 they measure 6.4 .. 8.6 bits
+/// over repeated runs (the encryption noise is fresh each time), so their bound is the
+/// 6-sigma noise model's 5.5 bits; models without one keep ~12 bits (bounds ~1 bit under).
 fn check(model: &str, min_bits: f64) {
     check_with_cache(model, min_bits, None)
 }
@@ -68,9 +69,9 @@ fn check_with_cache(model: &str, min_bits: f64, cache: Option<usize>) {
 fn streamed_masked_taps() {
     for (model, bits) in [
         ("tiny_conv", 11.0),
-        ("tiny_conv_bn_act", 6.5),
-        ("tiny_strided", 6.5),
-        ("tiny_residual_1x1", 6.0),
+        ("tiny_conv_bn_act", 5.5),
+        ("tiny_strided", 5.5),
+        ("tiny_residual_1x1", 5.5),
     ] {
         check_with_cache(model, bits, Some(0));
     }
@@ -83,17 +84,17 @@ fn tiny_conv() {
 
 #[test]
 fn tiny_conv_bn_act() {
-    check("tiny_conv_bn_act", 6.5);
+    check("tiny_conv_bn_act", 5.5);
 }
 
 #[test]
 fn tiny_strided() {
-    check("tiny_strided", 6.5);
+    check("tiny_strided", 5.5);
 }
 
 #[test]
 fn tiny_residual_1x1() {
-    check("tiny_residual_1x1", 6.0);
+    check("tiny_residual_1x1", 5.5);
 }
 
 #[test]

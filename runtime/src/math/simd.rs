@@ -194,51 +194,10 @@ mod imp {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512ifma")]
-    pub unsafe fn pmac(acc: &mut [u64], pairs: &[(&[u64], &[u64])], b: u64) {
-        let vb = _mm512_set1_epi64(b as i64);
-        let m52 = _mm512_set1_epi64(M52 as i64);
-        let z = _mm512_setzero_si512();
-        // 2^52 mod b and 1, with their Shoup constants.
-        let r = ((1u128 << 52) % b as u128) as u64;
-        let (vr, vrs) = (
-            _mm512_set1_epi64(r as i64),
-            _mm512_set1_epi64(shoup52(r, b) as i64),
-        );
-        let (one, ones) = (
-            _mm512_set1_epi64(1),
-            _mm512_set1_epi64(shoup52(1, b) as i64),
-        );
-        for chunk in pairs.chunks(8) {
-            let mut start = 0;
-            while start < acc.len() {
-                // Products of inputs < 2^50: below 2^100; hi halves < 2^48, so eight of
-                // them and the carry of the low sums stay below 2^52.
-                let mut lo = z;
-                let mut hi = z;
-                for (x, y) in chunk {
-                    let vx = _mm512_loadu_si512(x.as_ptr().add(start) as *const _);
-                    let vy = _mm512_loadu_si512(y.as_ptr().add(start) as *const _);
-                    lo = _mm512_madd52lo_epu64(lo, vx, vy);
-                    hi = _mm512_madd52hi_epu64(hi, vx, vy);
-                }
-                let h = _mm512_add_epi64(hi, _mm512_srli_epi64(lo, 52));
-                let l = _mm512_and_si512(lo, m52);
-                let t1 = shoup_mul(h, vr, vrs, vb);
-                let t2 = shoup_mul(l, one, ones, vb);
-                let mut a = _mm512_loadu_si512(acc.as_ptr().add(start) as *const _);
-                a = _mm512_add_epi64(a, t1);
-                a = _mm512_min_epu64(a, _mm512_sub_epi64(a, vb));
-                a = _mm512_add_epi64(a, t2);
-                a = _mm512_min_epu64(a, _mm512_sub_epi64(a, vb));
-                _mm512_storeu_si512(acc.as_mut_ptr().add(start) as *mut _, a);
-                start += 8;
-            }
-        }
-    }
-
-    /// As `pmac`, with y_t[k] read as y_t[k >> shift_t] (every shift_t >= 3): one
-    /// broadcast per 8 slots.
+    /// acc += sum_t x_t * y_t[k >> shift_t] (shift_t 0: y_t read slot-wise; otherwise
+    /// >= 3: one broadcast per 8 slots). Products of inputs < 2^50 are below 2^100; their
+    /// hi halves are < 2^48, so eight of them and the carry of the low sums stay below
+    /// 2^52: one reduction per 8 products.
     #[target_feature(enable = "avx512f,avx512ifma")]
     pub unsafe fn smac(acc: &mut [u64], pairs: &[(&[u64], &[u64], u32)], b: u64) {
         let vb = _mm512_set1_epi64(b as i64);
@@ -260,8 +219,12 @@ mod imp {
                 let mut hi = z;
                 for &(x, y, shift) in chunk {
                     let vx = _mm512_loadu_si512(x.as_ptr().add(start) as *const _);
-                    let k = start.checked_shr(shift).unwrap_or(0);
-                    let vy = _mm512_set1_epi64(*y.get_unchecked(k) as i64);
+                    let vy = if shift == 0 {
+                        _mm512_loadu_si512(y.as_ptr().add(start) as *const _)
+                    } else {
+                        let k = start.checked_shr(shift).unwrap_or(0);
+                        _mm512_set1_epi64(*y.get_unchecked(k) as i64)
+                    };
                     lo = _mm512_madd52lo_epu64(lo, vx, vy);
                     hi = _mm512_madd52hi_epu64(hi, vx, vy);
                 }
@@ -417,18 +380,8 @@ pub fn mac(acc: &mut [u64], srcs: &[&[u64]], consts: &[(u64, u64)], b: u64) -> b
 /// NTT-domain products: one reduction per 8 products), for b < 2^50 and every input
 /// reduced mod b; every slice of acc's length, a multiple of 8.
 pub fn pmac(acc: &mut [u64], pairs: &[(&[u64], &[u64])], b: u64) -> bool {
-    let ok = pairs
-        .iter()
-        .all(|(x, y)| x.len() == acc.len() && y.len() == acc.len());
-    if !(ifma() && b < MAX_MODULUS_52 && acc.len().is_multiple_of(8) && ok) {
-        return false;
-    }
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: CPU features checked; all slices have acc's length, a multiple of 8.
-    unsafe {
-        imp::pmac(acc, pairs, b)
-    };
-    true
+    let triples: Vec<(&[u64], &[u64], u32)> = pairs.iter().map(|&(x, y)| (x, y, 0)).collect();
+    smac(acc, &triples, b)
 }
 
 /// acc += sum_t x_t * y_t[k / d] mod b at every slot k (a product with a block-constant
@@ -444,8 +397,8 @@ pub fn bpmac(acc: &mut [u64], pairs: &[(&[u64], &[u64])], d: usize, b: u64) -> b
 }
 
 /// acc += sum_t x_t * y_t[k >> shift_t] mod b at every slot k: block-constant plaintexts
-/// with blocks of 2^shift_t slots (shift_t >= 3; shift_t >= 64 or a one-value y_t: an
-/// integer scalar), all lazily reduced together. For b < 2^50, acc's length a multiple of
+/// with blocks of 2^shift_t slots (shift_t 0: slot-wise products, as `pmac`; otherwise
+/// >= 3, and >= 64 with a one-value y_t for an integer scalar), all lazily reduced together. For b < 2^50, acc's length a multiple of
 /// 8, every x_t of acc's length and every y_t long enough; every input reduced mod b.
 pub fn smac(acc: &mut [u64], pairs: &[(&[u64], &[u64], u32)], b: u64) -> bool {
     let len = acc.len();
@@ -456,7 +409,7 @@ pub fn smac(acc: &mut [u64], pairs: &[(&[u64], &[u64], u32)], b: u64) -> bool {
             } else {
                 (len - 1).checked_shr(shift).unwrap_or(0)
             };
-            shift >= 3 && x.len() == len && last < y.len()
+            (shift == 0 || shift >= 3) && x.len() == len && last < y.len()
         });
     if !(ifma() && b < MAX_MODULUS_52 && ok) {
         return false;
