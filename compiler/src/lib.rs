@@ -6,6 +6,7 @@ pub mod image;
 pub mod lower;
 pub mod onnx;
 pub mod pipeline;
+pub mod ranges;
 
 /// Re-exported so integration tests and tools use the same ONNX protobuf types.
 pub use prost;

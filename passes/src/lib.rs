@@ -11,6 +11,7 @@ pub mod fuse_conv_bn;
 pub mod fuse_linear_bn;
 pub mod fuse_residual_poly;
 pub mod pass;
+pub mod ranges;
 pub mod redistribute_leading;
 pub mod redistribute_pool;
 pub mod scale_factors;

@@ -83,6 +83,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .collect();
     eprintln!("running {} nodes ({} Poly) ...", imp.graph.len(), imp.polys);
     let outs = passes::interpret::run(&imp.graph, &ins)?;
+    if let [x] = ins.as_slice() {
+        // Plaintext is exact either way; say what encryption would make of these values.
+        let ranges = compiler::ranges::check(&imp.graph, x, &Default::default())?;
+        if let Some(m) = ranges.saturation_message() {
+            eprintln!("warning: under encryption, {m}");
+        }
+        if let Some(m) = ranges.fit_message() {
+            eprintln!("note: {m}");
+        }
+    }
     if outs.len() > 1 {
         eprintln!(
             "warning: the model has {} outputs; showing the first",

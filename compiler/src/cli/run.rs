@@ -58,6 +58,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             p.input.shape
         );
     }
+    // Refuse before encrypting when a value would wrap around; say when activation inputs
+    // leave the polynomial's range.
+    let ranges = compiler::ranges::check(&original, &x, &Default::default())?;
+    if let Some(m) = ranges.saturation_message() {
+        bail!("{m}");
+    }
+    if let Some(m) = ranges.fit_message() {
+        eprintln!("note: {m}");
+    }
     let want = passes::interpret::run(&original, std::slice::from_ref(&x))?;
     let want = want[0].data().to_vec();
     let bar = ProgressBar::new(p.instrs.len() as u64);

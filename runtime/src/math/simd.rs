@@ -194,10 +194,10 @@ mod imp {
         }
     }
 
-    /// acc += sum_t x_t * y_t[k >> shift_t] (shift_t 0: y_t read slot-wise; otherwise
-    /// >= 3: one broadcast per 8 slots). Products of inputs < 2^50 are below 2^100; their
-    /// hi halves are < 2^48, so eight of them and the carry of the low sums stay below
-    /// 2^52: one reduction per 8 products.
+    /// acc += sum_t x_t * y_t[k >> shift_t]: with shift_t 0 y_t is read slot-wise,
+    /// otherwise (shift_t at least 3) one broadcast per 8 slots. Products of inputs below
+    /// 2^50 are below 2^100; their hi halves are below 2^48, so eight of them and the carry
+    /// of the low sums stay below 2^52: one reduction per 8 products.
     #[target_feature(enable = "avx512f,avx512ifma")]
     pub unsafe fn smac(acc: &mut [u64], pairs: &[(&[u64], &[u64], u32)], b: u64) {
         let vb = _mm512_set1_epi64(b as i64);
@@ -397,9 +397,10 @@ pub fn bpmac(acc: &mut [u64], pairs: &[(&[u64], &[u64])], d: usize, b: u64) -> b
 }
 
 /// acc += sum_t x_t * y_t[k >> shift_t] mod b at every slot k: block-constant plaintexts
-/// with blocks of 2^shift_t slots (shift_t 0: slot-wise products, as `pmac`; otherwise
-/// >= 3, and >= 64 with a one-value y_t for an integer scalar), all lazily reduced together. For b < 2^50, acc's length a multiple of
-/// 8, every x_t of acc's length and every y_t long enough; every input reduced mod b.
+/// with blocks of 2^shift_t slots, all lazily reduced together. A shift_t of 0 gives
+/// slot-wise products (as `pmac`); otherwise it must be at least 3, and 64 or more with a
+/// one-value y_t makes an integer scalar. For b below 2^50, acc's length a multiple of 8,
+/// every x_t of acc's length and every y_t long enough; every input reduced mod b.
 pub fn smac(acc: &mut [u64], pairs: &[(&[u64], &[u64], u32)], b: u64) -> bool {
     let len = acc.len();
     let ok = len.is_multiple_of(8)
