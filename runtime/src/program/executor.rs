@@ -248,29 +248,10 @@ impl<'a> Executor<'a> {
         distinct.sort_unstable();
         distinct.dedup();
         let pt_bytes = (level + 1) * n * 8;
-        let cached = distinct.len().saturating_mul(pt_bytes) <= self.mask_cache_bytes;
-        let plain: HashMap<(u32, u64), Plaintext> = if cached {
-            distinct
-                .par_iter()
-                .map(|&(m, wb)| {
-                    let pt = enc.encode_coefficients(
-                        &mask_coeffs[&m],
-                        f64::from_bits(wb),
-                        l.weight_scale,
-                        level,
-                    )?;
-                    Ok(((m, wb), pt))
-                })
-                .collect::<Result<_>>()?
-        } else {
-            HashMap::new()
-        };
-        // Streamed masked taps whose mask is periodic in the slots (the compiler
-        // replicates masks with a period) have sparse polynomials: round only their
-        // support and transform it with a small NTT (exactly the full encoding).
-        let sparse: HashMap<u32, (Vec<f64>, usize)> = if cached {
-            HashMap::new()
-        } else {
+        // Masked taps whose mask is periodic in the slots (the compiler replicates masks
+        // with a period) have sparse polynomials: round only their support and transform
+        // it with a small NTT (exactly the full encoding).
+        let sparse: HashMap<u32, (Vec<f64>, usize)> = {
             mask_coeffs
                 .iter()
                 .filter_map(|(&mk, c)| {
@@ -299,13 +280,31 @@ impl<'a> Executor<'a> {
                 sparse_ntts.insert(*d, v);
             }
         }
-        // Every masked tap sparse and blocked: the cache-tiled accumulation.
-        let tiled = !cached
+        // Every masked tap sparse and blocked: the cache-tiled accumulation, faster than
+        // cached full plaintexts too (measured: ResNet-20 with slice:16 clustering).
+        let tiled = l.masks.iter().any(|m| m.is_some())
             && l.masks.iter().flatten().all(|mk| {
                 sparse.get(mk).is_some_and(|(_, d)| {
                     d.is_multiple_of(8) && sparse_ntts[d].iter().all(|s| s.is_blocked())
                 })
             });
+        let cached = !tiled && distinct.len().saturating_mul(pt_bytes) <= self.mask_cache_bytes;
+        let plain: HashMap<(u32, u64), Plaintext> = if cached {
+            distinct
+                .par_iter()
+                .map(|&(m, wb)| {
+                    let pt = enc.encode_coefficients(
+                        &mask_coeffs[&m],
+                        f64::from_bits(wb),
+                        l.weight_scale,
+                        level,
+                    )?;
+                    Ok(((m, wb), pt))
+                })
+                .collect::<Result<_>>()?
+        } else {
+            HashMap::new()
+        };
         let int_weights: Vec<i64> = l
             .weights
             .iter()
