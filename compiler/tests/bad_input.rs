@@ -12,60 +12,15 @@ use std::sync::OnceLock;
 use compiler::onnx::builder::{attr_i, ModelBuilder};
 use compiler::onnx::tensor;
 use passes::ir::Tensor;
-use runtime::ckks::Params;
-use runtime::program::{ImageNormalization, InputLayout, Instr, Linear, OutputLayout, Program};
+use runtime::program::Program;
+
+mod support;
 
 const INS: &str = "--insecure-test-params";
 const LEN: usize = 8;
 
-/// A two-tap linear layer and a square on an input of `input_shape` (the first `LEN`
-/// values are used), with `extra_rescales` more square + rescale pairs than the chain of
-/// `q_bits` may hold when it is positive.
 fn program(q_bits: &[u32], input_shape: &[usize], image: bool, squares: usize) -> Program {
-    let params = Params::insecure_for_tests(11, q_bits, &[60], q_bits.len()).unwrap();
-    let total: usize = input_shape.iter().product();
-    let mut instrs = vec![
-        Instr::Linear(Linear {
-            srcs: vec![0],
-            dsts: vec![1],
-            steps: vec![0, 1],
-            masks: vec![None, None],
-            weights: vec![0.5, -0.25],
-            weight_scale: 2f64.powi(40),
-            bias: None,
-            bias_mask: None,
-        }),
-        Instr::Rescale { reg: 1 },
-    ];
-    let mut origins = vec!["lin".to_string(), "lin".to_string()];
-    for k in 0..squares {
-        instrs.push(Instr::Square { reg: 1 });
-        instrs.push(Instr::Rescale { reg: 1 });
-        origins.extend([format!("act{k}"), format!("act{k}")]);
-    }
-    Program {
-        params,
-        masks: vec![],
-        vectors: vec![],
-        input: InputLayout {
-            shape: input_shape.to_vec(),
-            image: image.then_some(ImageNormalization {
-                mean: [0.5; 3],
-                std: [0.25; 3],
-            }),
-            cts: 1,
-            placement: (0..total as u32).map(|k| (k, 0, k)).collect(),
-            scale: 2f64.powi(40),
-            level: q_bits.len() as u32 - 1,
-        },
-        output: OutputLayout {
-            shape: vec![LEN],
-            placement: (0..LEN as u32).map(|k| (k, 1, k)).collect(),
-        },
-        registers: 2,
-        instrs,
-        origins,
-    }
+    support::two_tap_program(q_bits, input_shape, image, squares, LEN)
 }
 
 fn run(args: &[&str]) -> std::process::Output {

@@ -5,49 +5,16 @@
 
 use compiler::onnx::tensor;
 use passes::ir::Tensor;
-use runtime::ckks::Params;
-use runtime::program::{InputLayout, Instr, Linear, OutputLayout, Program};
+use runtime::program::Program;
+
+mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const LEN: usize = 8;
 
 fn program() -> Program {
-    let params = Params::insecure_for_tests(11, &[60, 40, 40], &[60], 3).unwrap();
-    Program {
-        params,
-        masks: vec![],
-        vectors: vec![],
-        input: InputLayout {
-            shape: vec![LEN],
-            image: None,
-            cts: 1,
-            placement: (0..LEN as u32).map(|k| (k, 0, k)).collect(),
-            scale: 2f64.powi(40),
-            level: 2,
-        },
-        output: OutputLayout {
-            shape: vec![LEN],
-            placement: (0..LEN as u32).map(|k| (k, 1, k)).collect(),
-        },
-        registers: 2,
-        instrs: vec![
-            Instr::Linear(Linear {
-                srcs: vec![0],
-                dsts: vec![1],
-                steps: vec![0, 1],
-                masks: vec![None, None],
-                weights: vec![0.5, -0.25],
-                weight_scale: 2f64.powi(40),
-                bias: None,
-                bias_mask: None,
-            }),
-            Instr::Rescale { reg: 1 },
-            Instr::Square { reg: 1 },
-            Instr::Rescale { reg: 1 },
-        ],
-        origins: vec!["lin".into(), "lin".into(), "act".into(), "act".into()],
-    }
+    support::two_tap_program(&[60, 40, 40], &[LEN], false, 1, LEN)
 }
 
 fn fhec(args: &[&str]) -> std::process::Output {
