@@ -384,18 +384,6 @@ pub fn pmac(acc: &mut [u64], pairs: &[(&[u64], &[u64])], b: u64) -> bool {
     smac(acc, &triples, b)
 }
 
-/// acc += sum_t x_t * y_t[k / d] mod b at every slot k (a product with a block-constant
-/// NTT-domain plaintext: the blocked output of [`crate::math::sparse_ntt::SparseNtt`]),
-/// for b < 2^50, d a power of two >= 8, x_t of acc's length and y_t of that length / d.
-pub fn bpmac(acc: &mut [u64], pairs: &[(&[u64], &[u64])], d: usize, b: u64) -> bool {
-    if !(d.is_power_of_two() && acc.len().is_multiple_of(d)) {
-        return false;
-    }
-    let shift = d.trailing_zeros();
-    let triples: Vec<(&[u64], &[u64], u32)> = pairs.iter().map(|&(x, y)| (x, y, shift)).collect();
-    smac(acc, &triples, b)
-}
-
 /// acc += sum_t x_t * y_t[k >> shift_t] mod b at every slot k: block-constant plaintexts
 /// with blocks of 2^shift_t slots, all lazily reduced together. A shift_t of 0 gives
 /// slot-wise products (as `pmac`); otherwise it must be at least 3, and 64 or more with a
@@ -487,44 +475,6 @@ mod tests {
                 let mut want = acc0[k] as u128;
                 for t in 0..terms {
                     want = (want + xs[t][k] as u128 * ys[t][k] as u128) % b as u128;
-                }
-                assert_eq!(acc[k] as u128, want, "terms {terms} slot {k}");
-            }
-        }
-    }
-
-    #[test]
-    fn bpmac_matches_scalar() {
-        let b = crate::math::primes::ntt_primes(49, 1 << 12, 1, &[]).unwrap()[0];
-        let (n, d) = (128, 16);
-        let mut seed = 777u64;
-        let mut next = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 11) % b
-        };
-        for terms in [1usize, 8, 11] {
-            let xs: Vec<Vec<u64>> = (0..terms)
-                .map(|_| (0..n).map(|_| next()).collect())
-                .collect();
-            let ys: Vec<Vec<u64>> = (0..terms)
-                .map(|_| (0..n / d).map(|_| next()).collect())
-                .collect();
-            let acc0: Vec<u64> = (0..n).map(|_| next()).collect();
-            let mut acc = acc0.clone();
-            let pairs: Vec<(&[u64], &[u64])> = xs
-                .iter()
-                .zip(&ys)
-                .map(|(x, y)| (x.as_slice(), y.as_slice()))
-                .collect();
-            if !bpmac(&mut acc, &pairs, d, b) {
-                return; // no IFMA on this machine
-            }
-            for k in 0..n {
-                let mut want = acc0[k] as u128;
-                for t in 0..terms {
-                    want = (want + xs[t][k] as u128 * ys[t][k / d] as u128) % b as u128;
                 }
                 assert_eq!(acc[k] as u128, want, "terms {terms} slot {k}");
             }

@@ -26,7 +26,7 @@ pub struct SparseNtt {
     /// Big NTT index -> inner NTT index.
     map: Vec<u32>,
     /// Whether `map[i] == i / d` (tfhe-ntt's bit-reversed order gives that): big value i
-    /// is then inner value i / d, and products need no gather ([`crate::math::simd::bpmac`]).
+    /// is then inner value i / d, and products need no gather ([`crate::math::simd::smac`]).
     blocked: bool,
 }
 

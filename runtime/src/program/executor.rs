@@ -439,111 +439,12 @@ impl<'a> Executor<'a> {
                         }
                     }
                     if !cached {
-                        // Streamed, sparse masks: the rounded support of each tap's
-                        // w * mask, then per prime a small NTT + gather per tap, used for
-                        // both parts.
-                        let small: Vec<(usize, usize, Vec<i64>)> = (0..taps)
-                            .filter_map(|t| {
-                                let mk = l.masks[t]?;
-                                let w = l.weights[base + t];
-                                let (support, d) = sparse.get(&mk)?;
-                                (w != 0.0).then(|| {
-                                    Ok((t, *d, round_support(support, w, l.weight_scale)?))
-                                })
-                            })
-                            .collect::<Result<_>>()?;
-                        // Blocked layout (tfhe-ntt's order): big value i is inner value
-                        // i / d, multiplied in without expanding it.
-                        let blocked: Vec<&(usize, usize, Vec<i64>)> = small
-                            .iter()
-                            .filter(|(_, d, _)| {
-                                d.is_multiple_of(8) && sparse_ntts[d].iter().all(|s| s.is_blocked())
-                            })
-                            .collect();
-                        for (j, t_j) in tables.iter().enumerate() {
-                            if blocked.is_empty() {
-                                break;
-                            }
-                            let m = t_j.modulus();
-                            let q = m.value();
-                            let inner: Vec<Vec<u64>> = blocked
-                                .iter()
-                                .map(|(_, d, ints)| {
-                                    let mut r: Vec<u64> =
-                                        ints.iter().map(|&v| m.from_i64(v)).collect();
-                                    sparse_ntts[d][j].forward_inner(&mut r);
-                                    r
-                                })
-                                .collect();
-                            // Group by stride (one kernel call per stride).
-                            let mut strides: Vec<usize> = blocked.iter().map(|b| b.1).collect();
-                            strides.sort_unstable();
-                            strides.dedup();
-                            for &d in &strides {
-                                for (part, a_part) in a.iter_mut().enumerate() {
-                                    let pairs: Vec<(&[u64], &[u64])> = blocked
-                                        .iter()
-                                        .zip(&inner)
-                                        .filter(|(b, _)| b.1 == d)
-                                        .map(|((t, _, _), r)| {
-                                            (rotated[*t].parts[part].limb(j), r.as_slice())
-                                        })
-                                        .collect();
-                                    let acc_limb = a_part.limb_mut(j);
-                                    if !simd::bpmac(acc_limb, &pairs, d, q) {
-                                        for (x, y) in pairs {
-                                            for (k, (acc_k, &x_k)) in
-                                                acc_limb.iter_mut().zip(x.iter()).enumerate()
-                                            {
-                                                *acc_k = m.add(*acc_k, m.mul(x_k, y[k / d]));
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        let small: Vec<&(usize, usize, Vec<i64>)> = small
-                            .iter()
-                            .filter(|(_, d, _)| {
-                                !(d.is_multiple_of(8)
-                                    && sparse_ntts[d].iter().all(|s| s.is_blocked()))
-                            })
-                            .collect();
-                        if !small.is_empty() {
-                            let mut bufs = vec![0u64; small.len() * n];
-                            for (j, t_j) in tables.iter().enumerate() {
-                                let m = t_j.modulus();
-                                let q = m.value();
-                                for ((_, d, ints), buf) in small.iter().zip(bufs.chunks_mut(n)) {
-                                    let mut r: Vec<u64> =
-                                        ints.iter().map(|&v| m.from_i64(v)).collect();
-                                    sparse_ntts[d][j].forward_into(&mut r, buf);
-                                }
-                                for (part, a_part) in a.iter_mut().enumerate() {
-                                    let pairs: Vec<(&[u64], &[u64])> = small
-                                        .iter()
-                                        .zip(bufs.chunks(n))
-                                        .map(|((t, _, _), buf)| {
-                                            (rotated[*t].parts[part].limb(j), buf)
-                                        })
-                                        .collect();
-                                    let acc_limb = a_part.limb_mut(j);
-                                    if !simd::pmac(acc_limb, &pairs, q) {
-                                        for (x, y) in pairs {
-                                            t_j.mul_accumulate(acc_limb, x, y);
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        // Streamed, other masks: encode the masked taps of this (output,
-                        // input) once, use them for both parts on every limb, drop them.
+                        // Streamed (some mask not periodic, so not tiled): encode the masked
+                        // taps of this (output, input) once, use them for both parts on
+                        // every limb, drop them.
                         let pts: Vec<(usize, Plaintext)> = (0..taps)
                             .filter_map(|t| {
                                 let mk = l.masks[t]?;
-                                if sparse.contains_key(&mk) {
-                                    return None;
-                                }
                                 let w = l.weights[base + t];
                                 (w != 0.0).then(|| {
                                     enc.encode_coefficients(

@@ -68,8 +68,8 @@ fn accumulate_prime(
 ) {
     let m: &Modulus = table.modulus();
     let q = m.value();
-    // Per output: integer taps (tap, (c, shoup c)) and masked taps (tap, stride, inner NTT).
-    type Integers = Vec<(usize, (u64, u64))>;
+    // Per output: integer taps (tap, c mod q) and masked taps (tap, stride, inner NTT).
+    type Integers = Vec<(usize, u64)>;
     type Masked = (usize, usize, Vec<u64>);
     let prepared: Vec<(Integers, Vec<Masked>)> = weights
         .iter()
@@ -78,10 +78,7 @@ fn accumulate_prime(
             let mut masked = vec![];
             for (t, w) in taps {
                 match w {
-                    TapWeight::Integer(k) => {
-                        let c = m.from_i64(*k);
-                        ints.push((*t, (c, simd::shoup52(c, q))));
-                    }
+                    TapWeight::Integer(k) => ints.push((*t, m.from_i64(*k))),
                     TapWeight::Sparse { stride, ints: v } => {
                         let mut r: Vec<u64> = v.iter().map(|&x| m.from_i64(x)).collect();
                         sparse_ntts[stride][j].forward_inner(&mut r);
@@ -112,7 +109,7 @@ fn accumulate_prime(
                     .map(|(t, c)| {
                         (
                             &rotated[*t].parts[part].limb(j)[start..end],
-                            std::slice::from_ref(&c.0),
+                            std::slice::from_ref(c),
                             u32::MAX,
                         )
                     })
