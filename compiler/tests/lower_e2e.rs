@@ -125,3 +125,68 @@ fn exhausted_budget_names_the_layer() {
     let msg = e.to_string();
     assert!(msg.contains("level budget exhausted at layer '/"), "{msg}");
 }
+
+/// Batch mode: as many inputs as the slots hold go through one encrypted run of the same
+/// instructions (each input in its own slot period), and every one of them meets the
+/// single-input bound against the interpreter, less half a bit (the worst of B noise
+/// draws instead of one).
+#[test]
+fn batched_inputs_share_one_run() {
+    use compiler::lower::BatchSize;
+    for (model, min_bits) in [
+        ("tiny_conv", 11.0),
+        ("tiny_strided", 5.5),
+        ("tiny_residual_1x1", 5.5),
+        ("tiny_gemm_head", 11.0),
+        ("tiny_mlp", 12.0),
+        ("tiny_lola", 9.0),
+    ] {
+        let path = data(&format!("{model}.onnx"));
+        let input = tensor::read_pb(&data(&format!("{model}_input.pb"))).unwrap();
+        let imp = import_path(&path, &ImportOptions::default()).unwrap();
+        let single = compile(
+            imp.graph.clone(),
+            &CompileOptions::default(),
+            &Reference,
+            |_, _, _| {},
+        )
+        .unwrap();
+        let opts = CompileOptions {
+            batch: BatchSize::Max,
+            ..Default::default()
+        };
+        let c = compile(imp.graph.clone(), &opts, &Reference, |_, _, _| {}).unwrap();
+        let b = c.program.input.shape[0];
+        assert!(b >= 2, "{model}: a batch of {b}");
+        // The same instructions and masks: a batch costs what one input costs.
+        assert_eq!(c.program.instrs, single.program.instrs, "{model}");
+        assert_eq!(c.program.masks, single.program.masks, "{model}");
+        // Distinct inputs: permutations of the stored one, scaled down.
+        let n = input.data().len();
+        let mut named = vec![];
+        let mut wants = vec![];
+        for k in 0..b {
+            let f = 1.0 - 0.5 * k as f64 / b as f64;
+            let data: Vec<f64> = (0..n)
+                .map(|i| input.data()[(i * 7 + k * 13) % n] * f)
+                .collect();
+            let x = passes::ir::Tensor::new(input.shape().to_vec(), data).unwrap();
+            wants.push(passes::interpret::run(&imp.graph, std::slice::from_ref(&x)).unwrap());
+            named.push((format!("input {k}"), x));
+        }
+        let stacked = compiler::inputs::stack(named, &c.program.input.shape).unwrap();
+        let session = Session::new(&c.program).unwrap();
+        let (got, _) = session
+            .run(&c.program, stacked.tensor.data(), |_, _, _| {})
+            .unwrap();
+        let per = got.len() / b;
+        let mut worst = f64::INFINITY;
+        for (k, want) in wants.iter().enumerate() {
+            let (_, bits) = error_bits(&got[k * per..(k + 1) * per], want[0].data());
+            worst = worst.min(bits);
+        }
+        eprintln!("{model}: batch of {b}, worst {worst:.1} bits");
+        let bound = min_bits - 0.5;
+        assert!(worst >= bound, "{model}: {worst:.1} bits in a batch of {b}");
+    }
+}

@@ -46,6 +46,8 @@ pub struct Emitter {
     mask_ids: HashMap<Vec<(u32, u32)>, u32>,
     vectors: Vec<SlotVector>,
     pub slots: usize,
+    /// The smallest power-of-two slot period the program works in so far (batch mode).
+    period: usize,
 }
 
 /// What the emitter produced.
@@ -55,6 +57,9 @@ pub struct Emitted {
     pub registers: u32,
     pub masks: Vec<SlotMask>,
     pub vectors: Vec<SlotVector>,
+    /// Every value of one input lives in slots `0..period` and every mask repeats with
+    /// this period (a power of two; `slots` when the program cannot be batched).
+    pub period: usize,
 }
 
 impl Emitter {
@@ -72,7 +77,18 @@ impl Emitter {
             mask_ids: HashMap::new(),
             vectors: vec![],
             slots: params.slots(),
+            period: 1,
         }
+    }
+
+    /// Records that the program needs a slot period of at least `p` (rounded up to a
+    /// power of two): the layout's values of one input stay in slots `0..p` and its masks
+    /// repeat every `p` slots. Batch mode places input `b` at slot offset `b * period`.
+    pub fn need_period(&mut self, p: usize) {
+        self.period = self
+            .period
+            .max(p.max(1).next_power_of_two())
+            .min(self.slots);
     }
 
     /// Names the layer the following instructions belong to.
@@ -339,6 +355,7 @@ impl Emitter {
             origins: self.origins,
             masks: self.masks,
             vectors: self.vectors,
+            period: self.period,
         }
     }
 }

@@ -165,6 +165,8 @@ struct Window {
     out: Spatial,
     /// Per tap (kh, kw) in row-major kernel order: rotation step and mask.
     taps: Vec<(i64, Option<SlotMask>)>,
+    /// The period the masks repeat with (`mask_period`).
+    period: usize,
 }
 
 fn window(
@@ -191,7 +193,7 @@ fn window(
         col: s.col * sw as i64,
     };
     let slots = em.slots as i64;
-    let period = mask_period(s, &out, kernel, pads, em.slots);
+    let period = mask_period(s, &out, em.slots);
     let mut taps = vec![];
     for a in 0..kh {
         for b in 0..kw {
@@ -217,22 +219,18 @@ fn window(
             taps.push((step, mask));
         }
     }
-    Ok(Window { out, taps })
+    Ok(Window { out, taps, period })
 }
 
 /// The period with which a window's masks are replicated over the slots (`slots` when
-/// they are not): the smallest power of two P with room for both grids plus twice the
-/// largest tap offset. Only slots of the first period ever hold data (every other slot is
-/// zero, or garbage no mask selects), so a replicated mask multiplies the same values
-/// there; but a P-periodic mask encodes to a polynomial with non-zero coefficients only at
-/// multiples of N / (2P), which the runtime encodes with a small NTT instead of a full one.
-fn mask_period(
-    s: &Spatial,
-    out: &Spatial,
-    kernel: [usize; 2],
-    pads: [usize; 4],
-    slots: usize,
-) -> usize {
+/// they are not): the smallest power of two P with room for both grids. A valid output
+/// slot reads only valid input slots (every other read is masked), and both grids lie in
+/// `0..P`, so the copies of a mask in the other periods never feed the first period: they
+/// select slots whose values are zero, garbage no later mask selects, or (in batch mode)
+/// the same computation on another input. A P-periodic mask encodes to a polynomial with
+/// non-zero coefficients only at multiples of N / (2P), which the runtime encodes with a
+/// small NTT instead of a full one.
+fn mask_period(s: &Spatial, out: &Spatial, slots: usize) -> usize {
     let extent = |g: &Spatial| {
         if g.h == 0 || g.w == 0 {
             0
@@ -240,12 +238,10 @@ fn mask_period(
             g.slot(g.h - 1, g.w - 1).max(g.origin) + 1
         }
     };
-    let reach =
-        (kernel[0] + pads[0]) as i64 * s.row.abs() + (kernel[1] + pads[1]) as i64 * s.col.abs();
     if s.origin < 0 || out.origin < 0 || s.row < 0 || s.col < 0 {
         return slots;
     }
-    let need = (extent(s).max(extent(out)) + 2 * reach).max(1) as usize;
+    let need = extent(s).max(extent(out)).max(1) as usize;
     need.next_power_of_two().min(slots)
 }
 
@@ -282,6 +278,7 @@ impl Reference {
             ));
         }
         let (gi, go) = (cin / groups, outputs / groups);
+        em.need_period(win.period);
         let regs: Vec<Reg> = s.chans.iter().flatten().copied().collect();
         if regs.is_empty() {
             return Err(layout_err(em, "every input channel is zero"));
@@ -393,6 +390,7 @@ impl Layout for Reference {
                         }
                     }
                 }
+                em.need_period(h * w);
                 let v = Spatial {
                     chans,
                     h: *h,
@@ -416,6 +414,7 @@ impl Layout for Reference {
                         format!("{f} features exceed {} slots", em.slots),
                     ));
                 }
+                em.need_period(*f);
                 let r = em.alloc(st);
                 let items = (0..*f).map(|k| Some((r, k as u32))).collect();
                 let placement = (0..*f).map(|k| (k as u32, r, k as u32)).collect();
@@ -564,6 +563,8 @@ impl Layout for Reference {
             let lo = present.iter().map(|x| x.2).min().unwrap();
             let hi = present.iter().map(|x| x.2).max().unwrap();
             let span = ((hi - lo + 1) as usize).next_power_of_two();
+            // The rotate-and-sum reads slots lo..lo + span.
+            em.need_period(lo as usize + span);
             for (o, &bo) in bias.iter().enumerate() {
                 let mut srcs = vec![];
                 let mut vecs = vec![];
