@@ -48,6 +48,9 @@ pub struct Emitter {
     pub slots: usize,
     /// The smallest power-of-two slot period the program works in so far (batch mode).
     period: usize,
+    /// Whether a layout may spread one input's values over the whole ring (a single-input
+    /// program); batch mode turns it off so that every value stays in its period.
+    pub spread: bool,
 }
 
 /// What the emitter produced.
@@ -78,6 +81,7 @@ impl Emitter {
             vectors: vec![],
             slots: params.slots(),
             period: 1,
+            spread: true,
         }
     }
 
@@ -225,6 +229,15 @@ impl Emitter {
     pub fn add_const(&mut self, r: Reg, value: f64) {
         if value != 0.0 {
             self.push(Instr::AddConst { reg: r, value });
+        }
+    }
+
+    /// r += the slot vector `v` encoded at r's scale (nothing when every entry is zero).
+    pub fn add_vec(&mut self, r: Reg, v: SlotVector) {
+        if v.entries.iter().any(|e| e.1 != 0.0) {
+            self.vectors.push(v);
+            let vector = (self.vectors.len() - 1) as u32;
+            self.push(Instr::AddVec { reg: r, vector });
         }
     }
 

@@ -99,6 +99,7 @@ pub fn lower_batched(
     let g: &Graph = &planned.rewritten.graph;
     let delta = 2f64.powi(planned.params.log_delta as i32);
     let mut em = Emitter::new(&params, delta);
+    em.spread = batch == BatchSize::One;
     let ins = g.inputs();
     let outs = g.outputs();
     if ins.len() != 1 || outs.len() != 1 {

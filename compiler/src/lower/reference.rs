@@ -137,6 +137,14 @@ fn align_to(em: &mut Emitter, r: Reg, t: CtState, steal: bool) -> Result<Reg, Lo
     ))
 }
 
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 /// Rotate-and-add: a register whose slot p holds sum_{k < n} x[p + k * d] (x owned).
 fn sum_shifts(em: &mut Emitter, x: Reg, n: usize, d: i64) -> Result<Reg, LowerError> {
     if n <= 1 {
@@ -559,30 +567,72 @@ impl Layout for Reference {
             }
         } else {
             // Many values per ciphertext: plaintext products, rotate-and-sum to the
-            // smallest slot, then the bias.
+            // smallest slot, then the bias. The feature slots are lo + k * stride; the
+            // sum reads one block of `n_sum * stride` slots. When the ring has room (a
+            // single-input program), `group` outputs share one product and one
+            // rotate-and-sum: output j of a group reads the inputs rotated by j blocks
+            // (hoisted once for all groups) and lands at lo + j * block.
             let lo = present.iter().map(|x| x.2).min().unwrap();
             let hi = present.iter().map(|x| x.2).max().unwrap();
-            let span = ((hi - lo + 1) as usize).next_power_of_two();
-            // The rotate-and-sum reads slots lo..lo + span.
-            em.need_period(lo as usize + span);
-            for (o, &bo) in bias.iter().enumerate() {
+            let stride = present.iter().fold(0u32, |g, x| gcd(g, x.2 - lo)).max(1) as usize;
+            let n_sum = ((hi - lo) as usize / stride + 1).next_power_of_two();
+            let block = n_sum * stride;
+            let room = if em.spread {
+                (em.slots - lo as usize) / block
+            } else {
+                1
+            };
+            let group = room.clamp(1, n.max(1));
+            em.need_period(lo as usize + group * block);
+            // shifted[j][ri]: input register regs[ri] rotated right by j blocks.
+            let mut shifted: Vec<Vec<Reg>> = vec![regs.iter().map(|r| map[r]).collect()];
+            if group > 1 {
+                let steps: Vec<i64> = (1..group).map(|j| -((j * block) as i64)).collect();
+                let k = steps.len();
+                let mut per_j: Vec<Vec<Reg>> = vec![vec![]; k];
+                for &r in &regs {
+                    // One hoisted Linear per register: output j - 1 = rot(r, -j * block).
+                    let weights: Vec<f64> = (0..k)
+                        .flat_map(|o| (0..k).map(move |t| if o == t { 1.0 } else { 0.0 }))
+                        .collect();
+                    let l = Linear {
+                        srcs: vec![map[&r]],
+                        dsts: vec![],
+                        steps: steps.clone(),
+                        masks: vec![None; k],
+                        weights,
+                        weight_scale: 1.0,
+                        bias: None,
+                        bias_mask: None,
+                    };
+                    for (j, d) in em.linear(l, k)?.into_iter().enumerate() {
+                        per_j[j].push(d);
+                    }
+                }
+                shifted.extend(per_j);
+            }
+            let outputs: Vec<usize> = (0..n).collect();
+            for chunk in outputs.chunks(group) {
                 let mut srcs = vec![];
                 let mut vecs = vec![];
-                for &r in &regs {
-                    let mut entries: Vec<(u32, f64)> = present
-                        .iter()
-                        .filter(|x| x.1 == r)
-                        .map(|x| (x.2, wt(o, x.0)))
-                        .filter(|e| e.1 != 0.0)
-                        .collect();
-                    entries.sort_by_key(|e| e.0);
-                    if !entries.is_empty() {
-                        srcs.push(map[&r]);
-                        vecs.push(SlotVector { entries });
+                for (j, &o) in chunk.iter().enumerate() {
+                    let off = (j * block) as u32;
+                    for (ri, &r) in regs.iter().enumerate() {
+                        let mut entries: Vec<(u32, f64)> = present
+                            .iter()
+                            .filter(|x| x.1 == r)
+                            .map(|x| (x.2 + off, wt(o, x.0)))
+                            .filter(|e| e.1 != 0.0)
+                            .collect();
+                        entries.sort_by_key(|e| e.0);
+                        if !entries.is_empty() {
+                            srcs.push(shifted[j][ri]);
+                            vecs.push(SlotVector { entries });
+                        }
                     }
                 }
                 let d = if srcs.is_empty() {
-                    // An all-zero row: any input times zero.
+                    // All-zero rows: any input times zero.
                     let src = vec![fresh[0]];
                     em.dot(src, vec![SlotVector { entries: vec![] }], ws)?
                 } else {
@@ -590,16 +640,32 @@ impl Layout for Reference {
                 };
                 // Rotate before the rescale: at ~Delta^3 the key-switching noise vanishes
                 // against the scale (at Delta it would cost several bits).
-                let mut step = span / 2;
+                let mut step = n_sum / 2;
                 while step >= 1 {
-                    let t = em.rotate(d, step as i64);
+                    let t = em.rotate(d, (step * stride) as i64);
                     em.add(d, d, t)?;
                     em.release(t);
                     step /= 2;
                 }
-                em.add_const(d, bo);
+                if chunk.len() == 1 {
+                    em.add_const(d, bias[chunk[0]]);
+                } else {
+                    let entries = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &o)| (lo + (j * block) as u32, bias[o]))
+                        .collect();
+                    em.add_vec(d, SlotVector { entries });
+                }
                 let d = freshen(em, d, true, true)?;
-                out.push(Some((d, lo)));
+                for j in 0..chunk.len() {
+                    out.push(Some((d, lo + (j * block) as u32)));
+                }
+            }
+            for copies in &shifted[1..] {
+                for &c in copies {
+                    em.release(c);
+                }
             }
         }
         for (&r, &f) in regs.iter().zip(&fresh) {
@@ -634,7 +700,30 @@ impl Layout for Reference {
             }
             Ok(r)
         };
-        map_channels(em, x, &[mul, add], f)
+        // Features sharing a ciphertext with their own constants: a slot-vector product and
+        // a slot-vector add (zero on every other slot).
+        let fv = |em: &mut Emitter, r: Reg, feats: &[(u32, usize)]| -> Result<Reg, LowerError> {
+            let vector = |v: &[f64]| SlotVector {
+                entries: feats.iter().map(|&(s, c)| (s, per(v, c))).collect(),
+            };
+            let r = if scaled {
+                let x = freshen(em, r, false, false)?;
+                let st = em.state(x);
+                let ws = em.product_scale(st).ok_or_else(|| LowerError::Exhausted {
+                    layer: em.origin().to_string(),
+                })?;
+                let y = em.dot(vec![x], vec![vector(mul)], ws)?;
+                if x != r {
+                    em.release(x);
+                }
+                y
+            } else {
+                em.owned(r, steal)
+            };
+            em.add_vec(r, vector(add));
+            Ok(r)
+        };
+        map_channels(em, x, &[mul, add], f, fv)
     }
 
     fn poly(
@@ -680,7 +769,33 @@ impl Layout for Reference {
             em.add_const(y, per(c0, c));
             Ok(y)
         };
-        map_channels(em, x, &[c0, c1, c2], f)
+        // Features sharing a ciphertext with their own coefficients: slot-vector products
+        // for c2 and c1, a slot-vector add for c0.
+        let fv = |em: &mut Emitter, r: Reg, feats: &[(u32, usize)]| -> Result<Reg, LowerError> {
+            let vector = |v: &[f64]| SlotVector {
+                entries: feats.iter().map(|&(s, c)| (s, per(v, c))).collect(),
+            };
+            let xr = freshen(em, r, steal, true)?;
+            let s = em.state(xr).scale;
+            let mut y = em.square_into(xr);
+            let d = em.delta;
+            if !monic {
+                let y2 = em.dot(vec![y], vec![vector(c2)], d)?;
+                em.release(y);
+                y = y2;
+            }
+            if linear {
+                let t = em.dot(vec![xr], vec![vector(c1)], if monic { s } else { s * d })?;
+                em.add(y, y, t)?;
+                em.release(t);
+            }
+            if xr != r {
+                em.release(xr);
+            }
+            em.add_vec(y, vector(c0));
+            Ok(y)
+        };
+        map_channels(em, x, &[c0, c1, c2], f, fv)
     }
 
     fn add(
@@ -932,14 +1047,15 @@ impl Layout for Reference {
     }
 }
 
-/// Applies `f` to every non-zero channel of a uniform value, once per register: features
-/// that share a ciphertext must share their coefficients (`coeffs`, per channel), else the
-/// op needs slot-vector constants this layout does not emit (an error).
+/// Applies `f` to every non-zero channel of a uniform value, once per register (`f(em, reg,
+/// channel)`); features that share a ciphertext but not their coefficients (`coeffs`, per
+/// channel) go through `fv(em, reg, [(slot, feature)])`, which uses slot-vector constants.
 fn map_channels(
     em: &mut Emitter,
     x: &Value,
     coeffs: &[&[f64]],
     mut f: impl FnMut(&mut Emitter, Reg, usize) -> Result<Reg, LowerError>,
+    mut fv: impl FnMut(&mut Emitter, Reg, &[(u32, usize)]) -> Result<Reg, LowerError>,
 ) -> Result<Value, LowerError> {
     match x {
         Value::Spatial(s) => {
@@ -958,8 +1074,8 @@ fn map_channels(
             Ok(Value::Spatial(Spatial { chans, ..s.clone() }))
         }
         Value::Features(fe) => {
-            let mut done: std::collections::HashMap<Reg, (usize, Reg)> = Default::default();
-            let mut items = vec![];
+            // The features of each register, in order: (slot, feature index).
+            let mut by_reg: Vec<(Reg, Vec<(u32, usize)>)> = vec![];
             for (c, it) in fe.items.iter().enumerate() {
                 let Some((r, s)) = *it else {
                     return Err(layout_err(
@@ -967,25 +1083,29 @@ fn map_channels(
                         "an elementwise op on an identically zero feature",
                     ));
                 };
-                let out = match done.get(&r) {
-                    Some(&(c0, out)) => {
-                        if coeffs.iter().any(|v| per(v, c0) != per(v, c)) {
-                            return Err(unsupported(
-                                em,
-                                "elementwise",
-                                "per-feature constants on features that share a ciphertext",
-                            ));
-                        }
-                        out
-                    }
-                    None => {
-                        let out = f(em, r, c)?;
-                        done.insert(r, (c, out));
-                        out
-                    }
-                };
-                items.push(Some((out, s)));
+                match by_reg.iter_mut().find(|e| e.0 == r) {
+                    Some(e) => e.1.push((s, c)),
+                    None => by_reg.push((r, vec![(s, c)])),
+                }
             }
+            let mut done: std::collections::HashMap<Reg, Reg> = Default::default();
+            for (r, feats) in &by_reg {
+                let c0 = feats[0].1;
+                let uniform = feats
+                    .iter()
+                    .all(|&(_, c)| coeffs.iter().all(|v| per(v, c0) == per(v, c)));
+                let out = if uniform {
+                    f(em, *r, c0)?
+                } else {
+                    fv(em, *r, feats)?
+                };
+                done.insert(*r, out);
+            }
+            let items = fe
+                .items
+                .iter()
+                .map(|it| it.map(|(r, s)| (done[&r], s)))
+                .collect();
             Ok(Value::Features(Features { items }))
         }
     }
