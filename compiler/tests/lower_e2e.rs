@@ -112,6 +112,13 @@ fn tiny_lola() {
     check("tiny_lola", 9.0);
 }
 
+/// Orion's MLP example (784 -> 128 -> 128 -> 10, BN, x * x): dense layers by the diagonal
+/// method on the repeated input.
+#[test]
+fn orion_mlp() {
+    check("orion_mlp", 9.0);
+}
+
 /// A parameter set with fewer primes than the plan needs: the lowering names the layer
 /// where the budget runs out instead of emitting a program that fails later.
 #[test]
@@ -140,6 +147,7 @@ fn batched_inputs_share_one_run() {
         ("tiny_gemm_head", 11.0),
         ("tiny_mlp", 12.0),
         ("tiny_lola", 9.0),
+        ("orion_mlp", 9.0),
     ] {
         let path = data(&format!("{model}.onnx"));
         let input = tensor::read_pb(&data(&format!("{model}_input.pb"))).unwrap();

@@ -233,7 +233,8 @@ impl Emitter {
     }
 
     /// r += the slot vector `v` encoded at r's scale (nothing when every entry is zero).
-    pub fn add_vec(&mut self, r: Reg, v: SlotVector) {
+    pub fn add_vec(&mut self, r: Reg, mut v: SlotVector) {
+        v.entries.sort_by_key(|e| e.0);
         if v.entries.iter().any(|e| e.1 != 0.0) {
             self.vectors.push(v);
             let vector = (self.vectors.len() - 1) as u32;
@@ -312,7 +313,8 @@ impl Emitter {
         let st = self.uniform(&srcs)?;
         let ids = vectors
             .into_iter()
-            .map(|v| {
+            .map(|mut v| {
+                v.entries.sort_by_key(|e| e.0);
                 self.vectors.push(v);
                 (self.vectors.len() - 1) as u32
             })

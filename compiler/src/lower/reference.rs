@@ -137,6 +137,143 @@ fn align_to(em: &mut Emitter, r: Reg, t: CtState, steal: bool) -> Result<Reg, Lo
     ))
 }
 
+/// y = W x + b where feature `cols[r][t]` sits at slot t of register r, every register
+/// repeated every `pin` slots (Halevi-Shoup diagonals, hybrid for rectangular W,
+/// baby-step giant-step). With P_out = next power of two >= n and W'_r[j][t] = W[j][feature
+/// at (r, t)] (zero where no feature is), z = sum_r sum_{i < min(pin, P_out)} d_{r,i} (.)
+/// rot(x_r, i) with d_{r,i}[s] = W'_r[s mod P_out][(s + i) mod pin], then the pin / P_out
+/// blocks of z are folded by rotate-and-add: y_j lands at every slot = j mod P_out, so the
+/// output is again a repeated vector (period P_out).
+fn diagonal_gemm(
+    em: &mut Emitter,
+    cols: &[(Reg, Vec<Option<usize>>)],
+    pin: usize,
+    n: usize,
+    wt: &dyn Fn(usize, usize) -> f64,
+    bias: &[f64],
+) -> Result<Value, LowerError> {
+    let slots = em.slots;
+    let pout = n.max(1).next_power_of_two();
+    if pout > slots || pin > slots || !slots.is_multiple_of(pin) {
+        return Err(layout_err(em, "dense layer larger than the slots"));
+    }
+    let diagonals = pin.min(pout);
+    let regs: Vec<Reg> = cols.iter().map(|c| c.0).collect();
+    let xs = freshen_all(em, &regs, false, false)?;
+    let st = em.uniform(&xs)?;
+    let ws = em.product_scale(st).ok_or_else(|| LowerError::Exhausted {
+        layer: em.origin().to_string(),
+    })?;
+    let g = ((diagonals as f64).sqrt().ceil() as usize)
+        .next_power_of_two()
+        .min(diagonals);
+    let giants = diagonals.div_ceil(g);
+    // Baby steps rot(x_r, a), a < g: one hoisted Linear per register.
+    let mut baby: Vec<Vec<Reg>> = vec![];
+    for &x in &xs {
+        let mut b = vec![x];
+        if g > 1 {
+            let kk = g - 1;
+            let weights = (0..kk)
+                .flat_map(|o| (0..kk).map(move |t| if o == t { 1.0 } else { 0.0 }))
+                .collect();
+            let l = Linear {
+                srcs: vec![x],
+                dsts: vec![],
+                steps: (1..g as i64).collect(),
+                masks: vec![None; kk],
+                weights,
+                weight_scale: 1.0,
+                bias: None,
+                bias_mask: None,
+            };
+            b.extend(em.linear(l, kk)?);
+        }
+        baby.push(b);
+    }
+    // rot(d_{r,i}, -shift) as a slot vector.
+    let diag = |r: usize, i: usize, shift: usize| SlotVector {
+        entries: (0..slots)
+            .filter_map(|s| {
+                let t = (s + slots - shift % slots) % slots;
+                let row = t % pout;
+                let feat = cols[r].1[(t + i) % pin]?;
+                let v = if row < n { wt(row, feat) } else { 0.0 };
+                (v != 0.0).then_some((s as u32, v))
+            })
+            .collect(),
+    };
+    let mut acc: Option<Reg> = None;
+    for b in 0..giants {
+        let mut srcs = vec![];
+        let mut vecs = vec![];
+        for (r, bs) in baby.iter().enumerate() {
+            for (a, &src) in bs.iter().enumerate() {
+                let i = a + g * b;
+                if i >= diagonals {
+                    break;
+                }
+                let v = diag(r, i, g * b);
+                if !v.entries.is_empty() {
+                    srcs.push(src);
+                    vecs.push(v);
+                }
+            }
+        }
+        if srcs.is_empty() {
+            continue;
+        }
+        let inner = em.dot(srcs, vecs, ws)?;
+        // Rotations before the rescale, at ~Delta^3 (negligible key-switching noise).
+        let term = if b == 0 {
+            inner
+        } else {
+            let t = em.rotate(inner, (g * b) as i64);
+            em.release(inner);
+            t
+        };
+        acc = Some(match acc {
+            None => term,
+            Some(a) => {
+                em.add(a, a, term)?;
+                em.release(term);
+                a
+            }
+        });
+    }
+    let y = match acc {
+        Some(a) => a,
+        None => em.dot(vec![xs[0]], vec![SlotVector { entries: vec![] }], ws)?,
+    };
+    let mut step = pout;
+    while step < pin {
+        let t = em.rotate(y, step as i64);
+        em.add(y, y, t)?;
+        em.release(t);
+        step *= 2;
+    }
+    let entries = (0..slots)
+        .filter_map(|s| {
+            let j = s % pout;
+            (j < n && bias[j] != 0.0).then(|| (s as u32, bias[j]))
+        })
+        .collect();
+    em.add_vec(y, SlotVector { entries });
+    let y = freshen(em, y, true, true)?;
+    for (bs, (&x, &r)) in baby.iter().zip(xs.iter().zip(&regs)) {
+        for &b in &bs[1..] {
+            em.release(b);
+        }
+        if x != r {
+            em.release(x);
+        }
+    }
+    Ok(Value::Features(Features {
+        items: (0..n).map(|j| Some((y, j as u32))).collect(),
+        period: Some(pout as u32),
+    }))
+}
+
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 {
         a
@@ -199,9 +336,15 @@ fn window(
         origin: s.origin,
         row: s.row * sh as i64,
         col: s.col * sw as i64,
+        period: None,
     };
     let slots = em.slots as i64;
     let period = mask_period(s, &out, em.slots);
+    // Masks repeating with a divisor of the input's period keep the ring periodic.
+    let out = Spatial {
+        period: s.period.filter(|&p| p as usize >= period),
+        ..out
+    };
     let mut taps = vec![];
     for a in 0..kh {
         for b in 0..kw {
@@ -387,18 +530,31 @@ impl Layout for Reference {
                         ),
                     ));
                 }
+                // A single-input program gets the image in every period of the ring (free
+                // for the client): every window keeps the ring periodic, and a flattened
+                // contiguous image feeds the diagonal method of a dense layer.
+                let p = (h * w).max(1).next_power_of_two();
+                let (period, copies) = if em.spread {
+                    em.need_period(em.slots);
+                    (Some(p as u32), em.slots / p)
+                } else {
+                    em.need_period(h * w);
+                    (None, 1)
+                };
                 let mut chans = vec![];
                 let mut placement = vec![];
                 for ch in 0..*c {
                     let r = em.alloc(st);
                     chans.push(Some(r));
-                    for i in 0..*h {
-                        for j in 0..*w {
-                            placement.push((((ch * h + i) * w + j) as u32, r, (i * w + j) as u32));
+                    for m in 0..copies {
+                        for i in 0..*h {
+                            for j in 0..*w {
+                                let idx = ((ch * h + i) * w + j) as u32;
+                                placement.push((idx, r, (m * p + i * w + j) as u32));
+                            }
                         }
                     }
                 }
-                em.need_period(h * w);
                 let v = Spatial {
                     chans,
                     h: *h,
@@ -406,6 +562,7 @@ impl Layout for Reference {
                     origin: 0,
                     row: *w as i64,
                     col: 1,
+                    period,
                 };
                 Ok((
                     Value::Spatial(v),
@@ -422,12 +579,24 @@ impl Layout for Reference {
                         format!("{f} features exceed {} slots", em.slots),
                     ));
                 }
-                em.need_period(*f);
                 let r = em.alloc(st);
                 let items = (0..*f).map(|k| Some((r, k as u32))).collect();
-                let placement = (0..*f).map(|k| (k as u32, r, k as u32)).collect();
+                // A single-input program gets the features repeated over the whole ring
+                // (free for the client), so that dense layers use the diagonal method.
+                let (period, copies) = if em.spread {
+                    let p = f.max(&1).next_power_of_two();
+                    em.need_period(em.slots);
+                    (Some(p as u32), em.slots / p)
+                } else {
+                    em.need_period(*f);
+                    (None, 1)
+                };
+                let p = period.unwrap_or(0);
+                let placement = (0..copies as u32)
+                    .flat_map(|m| (0..*f as u32).map(move |k| (k, r, k + m * p)))
+                    .collect();
                 Ok((
-                    Value::Features(Features { items }),
+                    Value::Features(Features { items, period }),
                     InputPacking { placement, cts: 1 },
                 ))
             }
@@ -536,6 +705,37 @@ impl Layout for Reference {
         };
         let slot0 = present[0].2;
         let one_per_reg = regs.len() == present.len() && present.iter().all(|x| x.2 == slot0);
+        // Features repeated every P slots (each register's features at distinct slots of
+        // the first period): the diagonal method (baby-step giant-step), about
+        // 2 sqrt(min(P, P_out)) rotations per input register in all.
+        let period = match x {
+            Value::Features(f) => f.period,
+            Value::Spatial(s) => s.period,
+        };
+        if let Some(pin) = period.map(|p| p as usize) {
+            let mut cols: Vec<(Reg, Vec<Option<usize>>)> = vec![];
+            let mut fits = !one_per_reg && present.len() == k;
+            for &(i, r, s) in &present {
+                if s as usize >= pin {
+                    fits = false;
+                    break;
+                }
+                let e = match cols.iter().position(|c| c.0 == r) {
+                    Some(p) => p,
+                    None => {
+                        cols.push((r, vec![None; pin]));
+                        cols.len() - 1
+                    }
+                };
+                if cols[e].1[s as usize].replace(i).is_some() {
+                    fits = false;
+                    break;
+                }
+            }
+            if fits {
+                return diagonal_gemm(em, &cols, pin, n, &wt, &bias);
+            }
+        }
         let fresh = freshen_all(em, &regs, false, false)?;
         let map: std::collections::HashMap<Reg, Reg> =
             regs.iter().copied().zip(fresh.iter().copied()).collect();
@@ -673,7 +873,10 @@ impl Layout for Reference {
                 em.release(f);
             }
         }
-        Ok(Value::Features(Features { items: out }))
+        Ok(Value::Features(Features {
+            items: out,
+            period: None,
+        }))
     }
 
     fn affine(
@@ -881,7 +1084,8 @@ impl Layout for Reference {
                     let r = pair(em, p.map(|v| v.0), q.map(|v| v.0))?;
                     items.push(r.zip(slot));
                 }
-                Ok(Value::Features(Features { items }))
+                let period = if x.period == y.period { x.period } else { None };
+                Ok(Value::Features(Features { items, period }))
             }
             _ => Err(layout_err(em, "adding an NCHW tensor to a flat one")),
         }
@@ -899,7 +1103,10 @@ impl Layout for Reference {
                         }
                     }
                 }
-                Ok(Value::Features(Features { items }))
+                Ok(Value::Features(Features {
+                    items,
+                    period: s.period,
+                }))
             }
             (Value::Spatial(s), [1, c, h, w]) if (*c, *h, *w) == (s.chans.len(), s.h, s.w) => {
                 Ok(x.clone())
@@ -927,6 +1134,7 @@ impl Layout for Reference {
                     origin: slot as i64,
                     row: 1,
                     col: 1,
+                    period: f.period,
                 }))
             }
             _ => Err(unsupported(
@@ -1083,9 +1291,16 @@ fn map_channels(
                         "an elementwise op on an identically zero feature",
                     ));
                 };
-                match by_reg.iter_mut().find(|e| e.0 == r) {
-                    Some(e) => e.1.push((s, c)),
-                    None => by_reg.push((r, vec![(s, c)])),
+                // A replicated value keeps its copies: constants go on every one.
+                let copies: Vec<u32> = match fe.period {
+                    Some(p) => (0..em.slots as u32 / p).map(|m| s + m * p).collect(),
+                    None => vec![s],
+                };
+                for s in copies {
+                    match by_reg.iter_mut().find(|e| e.0 == r) {
+                        Some(e) => e.1.push((s, c)),
+                        None => by_reg.push((r, vec![(s, c)])),
+                    }
                 }
             }
             let mut done: std::collections::HashMap<Reg, Reg> = Default::default();
@@ -1106,7 +1321,10 @@ fn map_channels(
                 .iter()
                 .map(|it| it.map(|(r, s)| (done[&r], s)))
                 .collect();
-            Ok(Value::Features(Features { items }))
+            Ok(Value::Features(Features {
+                items,
+                period: fe.period,
+            }))
         }
     }
 }
