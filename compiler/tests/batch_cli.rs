@@ -8,6 +8,8 @@ use std::process::Command;
 use compiler::onnx::{import_path, tensor, ImportOptions};
 use passes::ir::Tensor;
 
+mod support;
+
 fn fhec(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_fhec"))
         .args(args)
@@ -74,25 +76,8 @@ fn batch_of_four_with_two_inputs() {
         "-o",
         s(&ct),
     ]);
-    ok(&[
-        "eval",
-        s(&prog),
-        "--eval",
-        s(&evk),
-        "--input",
-        s(&ct),
-        "-o",
-        s(&out),
-    ]);
-    let json = ok(&[
-        "decrypt",
-        s(&prog),
-        "--secret",
-        s(&sk),
-        "--input",
-        s(&out),
-        "--json",
-    ]);
+    ok(&support::eval_args(s(&prog), s(&evk), s(&ct), s(&out)));
+    let json = ok(&support::decrypt_json_args(s(&prog), s(&sk), s(&out)));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let shape: Vec<usize> = serde_json::from_value(v["shape"].clone()).unwrap();
     assert_eq!(shape[0], 4);
