@@ -172,23 +172,7 @@ fn diagonal_gemm(
     let mut baby: Vec<Vec<Reg>> = vec![];
     for &x in &xs {
         let mut b = vec![x];
-        if g > 1 {
-            let kk = g - 1;
-            let weights = (0..kk)
-                .flat_map(|o| (0..kk).map(move |t| if o == t { 1.0 } else { 0.0 }))
-                .collect();
-            let l = Linear {
-                srcs: vec![x],
-                dsts: vec![],
-                steps: (1..g as i64).collect(),
-                masks: vec![None; kk],
-                weights,
-                weight_scale: 1.0,
-                bias: None,
-                bias_mask: None,
-            };
-            b.extend(em.linear(l, kk)?);
-        }
+        b.extend(rotated_copies(em, x, &(1..g as i64).collect::<Vec<_>>())?);
         baby.push(b);
     }
     // rot(d_{r,i}, -shift) as a slot vector.
@@ -272,6 +256,29 @@ fn diagonal_gemm(
         items: (0..n).map(|j| Some((y, j as u32))).collect(),
         period: Some(pout as u32),
     }))
+}
+
+/// rot(src, steps[j]) for every j, as one `Linear` with unit weights (one hoisted
+/// decomposition of `src` for all of them); the copies keep src's scale.
+fn rotated_copies(em: &mut Emitter, src: Reg, steps: &[i64]) -> Result<Vec<Reg>, LowerError> {
+    let k = steps.len();
+    if k == 0 {
+        return Ok(vec![]);
+    }
+    let weights = (0..k)
+        .flat_map(|o| (0..k).map(move |t| if o == t { 1.0 } else { 0.0 }))
+        .collect();
+    let l = Linear {
+        srcs: vec![src],
+        dsts: vec![],
+        steps: steps.to_vec(),
+        masks: vec![None; k],
+        weights,
+        weight_scale: 1.0,
+        bias: None,
+        bias_mask: None,
+    };
+    em.linear(l, k)
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -791,21 +798,8 @@ impl Layout for Reference {
                 let k = steps.len();
                 let mut per_j: Vec<Vec<Reg>> = vec![vec![]; k];
                 for &r in &regs {
-                    // One hoisted Linear per register: output j - 1 = rot(r, -j * block).
-                    let weights: Vec<f64> = (0..k)
-                        .flat_map(|o| (0..k).map(move |t| if o == t { 1.0 } else { 0.0 }))
-                        .collect();
-                    let l = Linear {
-                        srcs: vec![map[&r]],
-                        dsts: vec![],
-                        steps: steps.clone(),
-                        masks: vec![None; k],
-                        weights,
-                        weight_scale: 1.0,
-                        bias: None,
-                        bias_mask: None,
-                    };
-                    for (j, d) in em.linear(l, k)?.into_iter().enumerate() {
+                    // Output j - 1 = rot(r, -j * block).
+                    for (j, d) in rotated_copies(em, map[&r], &steps)?.into_iter().enumerate() {
                         per_j[j].push(d);
                     }
                 }
