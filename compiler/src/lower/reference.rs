@@ -143,7 +143,8 @@ fn align_to(em: &mut Emitter, r: Reg, t: CtState, steal: bool) -> Result<Reg, Lo
 /// at (r, t)] (zero where no feature is), z = sum_r sum_{i < min(pin, P_out)} d_{r,i} (.)
 /// rot(x_r, i) with d_{r,i}[s] = W'_r[s mod P_out][(s + i) mod pin], then the pin / P_out
 /// blocks of z are folded by rotate-and-add: y_j lands at every slot = j mod P_out, so the
-/// output is again a repeated vector (period P_out).
+/// output is again a repeated vector (period P_out). Precondition: pin and P_out divide
+/// the slot count.
 fn diagonal_gemm(
     em: &mut Emitter,
     cols: &[(Reg, Vec<Option<usize>>)],
@@ -154,9 +155,6 @@ fn diagonal_gemm(
 ) -> Result<Value, LowerError> {
     let slots = em.slots;
     let pout = n.max(1).next_power_of_two();
-    if pout > slots || pin > slots || !slots.is_multiple_of(pin) {
-        return Err(layout_err(em, "dense layer larger than the slots"));
-    }
     let diagonals = pin.min(pout);
     let regs: Vec<Reg> = cols.iter().map(|c| c.0).collect();
     let xs = freshen_all(em, &regs, false, false)?;
@@ -739,7 +737,8 @@ impl Layout for Reference {
                     break;
                 }
             }
-            if fits {
+            let pout = n.max(1).next_power_of_two();
+            if fits && pout <= em.slots && pin <= em.slots && em.slots.is_multiple_of(pin) {
                 return diagonal_gemm(em, &cols, pin, n, &wt, &bias);
             }
         }
