@@ -97,7 +97,7 @@ impl Session {
         let sk = kg.secret_key();
         let keys = kg.eval_keys(&sk, req.relin_level, &req.galois(&ctx))?;
         let keygen_s = t.elapsed().as_secs_f64();
-        let eval_key_bytes = runtime::codec::eval_keys_to_bytes(&keys)?.len() as u64;
+        let eval_key_bytes = runtime::codec::eval_keys_len(&keys)?;
         Ok(Session {
             ctx,
             sk,
