@@ -174,7 +174,6 @@ struct LinearStep {
     /// Per output and live slot: the variance of the rotations' key-switching noise that
     /// reaches it (output o at o * live.len()).
     ks_var: Vec<f64>,
-    bound: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -276,9 +275,6 @@ impl Bits {
     }
     fn set(&mut self, p: usize) {
         self.0[p / 64] |= 1 << (p % 64);
-    }
-    fn get(&self, p: usize) -> bool {
-        self.0[p / 64] >> (p % 64) & 1 == 1
     }
     fn or(&mut self, o: &Bits) {
         for (a, b) in self.0.iter_mut().zip(&o.0) {
@@ -732,7 +728,6 @@ impl Simulator {
                             bias_mask,
                             bias_var,
                             ks_var,
-                            bound,
                         })),
                         bound,
                     )
@@ -911,7 +906,7 @@ impl Simulator {
             regs[r] = Some(v);
         }
         let slots = self.slots;
-        let mut alloc = |pool: &mut Vec<Vec<f64>>| pool.pop().unwrap_or_else(|| vec![0.0; slots]);
+        let alloc = |pool: &mut Vec<Vec<f64>>| pool.pop().unwrap_or_else(|| vec![0.0; slots]);
         for st in &self.steps {
             let live = &st.live;
             match &st.op {
@@ -1549,6 +1544,57 @@ mod tests {
         let x: Vec<f64> = input().iter().map(|v| v * 1e20).collect();
         let out = sim.run(&x, Mode::Exact, 0).unwrap();
         assert!(out.wrapped.is_some());
+    }
+
+    #[test]
+    fn rescale_noise_matches_the_encrypted_one() {
+        // Values at one slot in every 64 or at consecutive slots, base prime smaller or not.
+        for (bits, slot_stride) in [
+            (vec![35u32, 50], 1u32),
+            (vec![35, 50], 64),
+            (vec![50, 50, 50], 1),
+        ] {
+            let top = bits.len() - 1;
+            let params = Params::insecure_for_tests(13, &bits, &[50], bits.len()).unwrap();
+            let p = Program {
+                params,
+                masks: vec![],
+                vectors: vec![],
+                input: InputLayout {
+                    shape: vec![16],
+                    image: None,
+                    cts: 1,
+                    placement: (0..16).map(|k| (k, 0, k * slot_stride)).collect(),
+                    scale: 2f64.powi(75),
+                    level: top as u32,
+                },
+                output: OutputLayout {
+                    shape: vec![16],
+                    placement: (0..16).map(|k| (k, 0, k * slot_stride)).collect(),
+                },
+                registers: 1,
+                instrs: vec![Instr::Rescale { reg: 0 }],
+                origins: vec!["r".into()],
+            };
+            let x: Vec<f64> = (0..16).map(|k| k as f64 / 16.0).collect();
+            let sim = Simulator::new(&p, &SimOptions::default()).unwrap();
+            let sims: Vec<Vec<f64>> = (0..64)
+                .map(|s| sim.run(&x, Mode::Noisy, s).unwrap().output)
+                .collect();
+            let reals: Vec<Vec<f64>> = (0..8).map(|_| encrypted(&p, &x)).collect();
+            let rms = |v: &[Vec<f64>]| {
+                (v.iter()
+                    .flat_map(|o| o.iter().zip(&x).map(|(a, b)| (a - b).powi(2)))
+                    .sum::<f64>()
+                    / (v.len() * 16) as f64)
+                    .sqrt()
+            };
+            let (s, r) = (rms(&sims), rms(&reals));
+            assert!(
+                s / r < 1.5 && r / s < 1.5,
+                "{bits:?} stride {slot_stride}: sim {s:e} real {r:e}"
+            );
+        }
     }
 
     #[test]
