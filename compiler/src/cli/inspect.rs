@@ -59,15 +59,16 @@ fn sharing(p: &runtime::program::Program) -> Vec<Sharing> {
     use std::collections::{BTreeMap, BTreeSet};
     let mut rows: BTreeMap<usize, Sharing> = BTreeMap::new();
     let mut first: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut values: BTreeMap<usize, (BTreeSet<u64>, BTreeMap<usize, BTreeSet<u64>>)> =
-        BTreeMap::new();
+    // Per layer: all distinct weights, and those of each kernel column.
+    type Distinct = (BTreeSet<u64>, BTreeMap<usize, BTreeSet<u64>>);
+    let mut values: BTreeMap<usize, Distinct> = BTreeMap::new();
     let mut plains: BTreeMap<usize, BTreeSet<(u32, u64)>> = BTreeMap::new();
     for (k, (ins, origin)) in p.instrs.iter().zip(&p.origins).enumerate() {
         let runtime::program::Instr::Linear(l) = ins else {
             continue;
         };
-        if l.weight_scale <= 1.0 && l.masks.iter().all(|m| m.is_none()) {
-            continue; // a pool sum
+        if l.weight_scale <= 1.0 || l.steps.len() < 2 {
+            continue; // a pool sum or a dense layer (clustering is for convolutions)
         }
         let idx = *first.entry(origin.as_str()).or_insert(k);
         let row = rows.entry(idx).or_insert_with(|| Sharing {

@@ -1371,11 +1371,11 @@ mod tests {
         ];
         let lin = |o: usize, p: usize| {
             let mut y = [0.1, -0.2][o];
-            for i in 0..2 {
+            for (i, ai) in a.iter().enumerate() {
                 let b = (o * 2 + i) * 3;
-                y += w[b] * a[i][p];
-                y += w[b + 1] * m(p) * a[i][(p + 1) % s];
-                y += w[b + 2] * m(p) * a[i][(p + s - 3) % s];
+                y += w[b] * ai[p];
+                y += w[b + 1] * m(p) * ai[(p + 1) % s];
+                y += w[b + 2] * m(p) * ai[(p + s - 3) % s];
             }
             y
         };
