@@ -5,7 +5,8 @@
 //! run's rounding and the CKKS noise model (`--no-noise`: rounding only), next to the
 //! exact f64 execution of the same program, and reports per input and in total: top-1 of
 //! both, their agreement, the logit error in bits (log2(max(1, max|exact|) / max|sim -
-//! exact|)) and values that would wrap around under encryption (counted as wrong).
+//! exact|), over the inputs that do not wrap around) and values that would wrap around
+//! under encryption (counted as wrong).
 //!
 //! Image k's noise is seeded from (S, k), so a run is reproducible, whatever the thread
 //! count, and `--resume` (which skips the images already in `--out`) continues exactly
@@ -323,7 +324,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .iter()
         .filter(|r| r.label.is_some_and(|l| l as usize == r.exact_top1))
         .count();
-    let bits: Vec<f64> = recs.iter().map(|r| r.bits).collect();
+    // Precision over the images that do not wrap around (those have no meaningful output).
+    let bits: Vec<f64> = recs
+        .iter()
+        .filter(|r| r.wrapped.is_none())
+        .map(|r| r.bits)
+        .collect();
     let worst = bits.iter().copied().fold(f64::INFINITY, f64::min);
     let med = median(bits.clone());
     let per_image = if todo.is_empty() {
