@@ -1538,6 +1538,31 @@ mod tests {
     }
 
     #[test]
+    fn a_linear_without_inputs_is_an_error_not_a_panic() {
+        let mut p = coarse_program();
+        if let Instr::Linear(l) = &mut p.instrs[0] {
+            l.srcs.clear();
+            l.weights.clear();
+        }
+        p.validate().unwrap();
+        assert!(Simulator::new(&p, &SimOptions::default()).is_err());
+        let ctx = Context::new(p.params.clone()).unwrap();
+        let mut kg = KeyGenerator::new(&ctx);
+        let sk = kg.secret_key();
+        let req = KeyRequirements::of(&p).unwrap();
+        let keys = kg
+            .eval_keys(&sk, req.relin_level, &req.galois(&ctx))
+            .unwrap();
+        let enc = Encoder::new(&ctx);
+        let pt = enc.encode(&[0.5; 40], p.input.scale, 0).unwrap();
+        let ct = Encryptor::new(&ctx).encrypt_sk(&pt, &sk).unwrap();
+        let run = Executor::new(&ctx, &p, &keys)
+            .unwrap()
+            .run(vec![ct], |_, _, _| {});
+        assert!(matches!(run, Err(Error::Corrupt(_))), "{run:?}");
+    }
+
+    #[test]
     fn wrap_around_is_reported() {
         let p = program(6);
         let sim = Simulator::new(&p, &SimOptions::default()).unwrap();
