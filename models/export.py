@@ -202,8 +202,10 @@ def resnet_specs():
     specs = [("resnet20_relu", 20, "relu", "shared"), ("resnet32_relu", 32, "relu", "shared")]
     specs += [("resnet20_quad_random", 20, "quad", None), ("resnet32_quad_random", 32, "quad", None)]
     for p in sorted(WEIGHTS_DIR.glob("resnet*_quad*.pt")):
-        m = re.fullmatch(r"resnet(\d+)_quad(_seed\d+)?", p.stem)
-        if m and int(m.group(1)) in rc.DEPTHS:
+        # resnet20_quad, resnet20_quad_seed1, resnet20_quad_c2, resnet20_quad_seed1_c2kd ...
+        # (not the no-penalty ablation, which overflows outside its training range)
+        m = re.fullmatch(r"resnet(\d+)_quad(_[a-z0-9]+)*", p.stem)
+        if m and int(m.group(1)) in rc.DEPTHS and "nopen" not in p.stem:
             specs.append((p.stem, int(m.group(1)), "quad", p))
     return specs
 
@@ -315,6 +317,10 @@ def tiny_specs():
         "tiny_lola": (lambda: nn.Sequential(nn.Conv2d(1, 5, 2, 2, 0), nn.BatchNorm2d(5), Square(),
                                             nn.Flatten(), nn.Linear(980, 100), nn.BatchNorm1d(100),
                                             Square(), nn.Linear(100, 10)), (1, 1, 28, 28)),
+        # Orion's MLP example (784 -> 128 -> 128 -> 10 with BN and x * x).
+        "orion_mlp": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.BatchNorm1d(128),
+                                            Square(), nn.Linear(128, 128), nn.BatchNorm1d(128),
+                                            Square(), nn.Linear(128, 10)), (1, 1, 28, 28)),
     }
 
 

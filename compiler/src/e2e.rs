@@ -38,6 +38,8 @@ pub struct CompileOptions {
     pub image: Option<ImageNormalization>,
     /// Cluster the conv weights (`slice:K` / `full:K`) after the rewrite passes.
     pub cluster: Option<passes::cluster::ClusterSpec>,
+    /// Inputs per run (batch mode: each in its own slot period).
+    pub batch: lower::BatchSize,
 }
 
 /// Passes, levels, parameters and lowering in the given layout.
@@ -49,7 +51,14 @@ pub fn compile(
 ) -> Result<Compiled, E2eError> {
     let planned = pipeline::plan_clustered(graph, &opts.request, opts.cluster.as_ref())?;
     let params = lower::params_for(&planned.params, opts.insecure_test_params)?;
-    let program = lower::lower(&planned, params, opts.image.clone(), layout, progress)?;
+    let program = lower::lower_batched(
+        &planned,
+        params,
+        opts.image.clone(),
+        layout,
+        opts.batch,
+        progress,
+    )?;
     Ok(Compiled { planned, program })
 }
 
@@ -88,7 +97,7 @@ impl Session {
         let sk = kg.secret_key();
         let keys = kg.eval_keys(&sk, req.relin_level, &req.galois(&ctx))?;
         let keygen_s = t.elapsed().as_secs_f64();
-        let eval_key_bytes = runtime::codec::eval_keys_to_bytes(&keys)?.len() as u64;
+        let eval_key_bytes = runtime::codec::eval_keys_len(&keys)?;
         Ok(Session {
             ctx,
             sk,

@@ -4,6 +4,7 @@ pub mod cifar;
 pub mod e2e;
 pub mod fuzzing;
 pub mod image;
+pub mod inputs;
 pub mod lower;
 pub mod onnx;
 pub mod pipeline;

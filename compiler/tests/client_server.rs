@@ -100,27 +100,12 @@ fn keygen_encrypt_eval_decrypt_matches_f64() {
         s(&ct),
         ins,
     ]));
-    ok(fhec(&[
-        "eval",
-        s(&prog),
-        "--eval",
-        s(&evk),
-        "--input",
-        s(&ct),
-        "-o",
-        s(&out),
-        ins,
-    ]));
-    let r = ok(fhec(&[
-        "decrypt",
-        s(&prog),
-        "--secret",
-        s(&sk),
-        "--input",
-        s(&out),
-        "--json",
-        ins,
-    ]));
+    let mut eval = support::eval_args(s(&prog), s(&evk), s(&ct), s(&out));
+    eval.push(ins);
+    ok(fhec(&eval));
+    let mut decrypt = support::decrypt_json_args(s(&prog), s(&sk), s(&out));
+    decrypt.push(ins);
+    let r = ok(fhec(&decrypt));
     let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     let got: Vec<f64> = v["output"]
         .as_array()

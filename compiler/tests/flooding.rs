@@ -80,17 +80,9 @@ fn flooding_moves_low_bits_within_the_stated_bound() {
         s(&ct),
         INS,
     ]);
-    ok(&[
-        "eval",
-        s(&prog),
-        "--eval",
-        s(&evk),
-        "--input",
-        s(&ct),
-        "-o",
-        s(&out),
-        INS,
-    ]);
+    let mut eval = support::eval_args(s(&prog), s(&evk), s(&ct), s(&out));
+    eval.push(INS);
+    ok(&eval);
     let dec = [
         "decrypt",
         s(&prog),

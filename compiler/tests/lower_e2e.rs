@@ -112,6 +112,13 @@ fn tiny_lola() {
     check("tiny_lola", 9.0);
 }
 
+/// Orion's MLP example (784 -> 128 -> 128 -> 10, BN, x * x): dense layers by the diagonal
+/// method on the repeated input.
+#[test]
+fn orion_mlp() {
+    check("orion_mlp", 9.0);
+}
+
 /// A parameter set with fewer primes than the plan needs: the lowering names the layer
 /// where the budget runs out instead of emitting a program that fails later.
 #[test]
@@ -124,4 +131,140 @@ fn exhausted_budget_names_the_layer() {
     };
     let msg = e.to_string();
     assert!(msg.contains("level budget exhausted at layer '/"), "{msg}");
+}
+
+/// Batch mode: as many inputs as the slots hold go through one encrypted run of the same
+/// instructions (each input in its own slot period), and every one of them meets the
+/// single-input bound against the interpreter, less half a bit (the worst of B noise
+/// draws instead of one).
+#[test]
+fn batched_inputs_share_one_run() {
+    use compiler::lower::BatchSize;
+    for (model, min_bits) in [
+        ("tiny_conv", 11.0),
+        ("tiny_strided", 5.5),
+        ("tiny_residual_1x1", 5.5),
+        ("tiny_gemm_head", 11.0),
+        ("tiny_mlp", 12.0),
+        ("tiny_lola", 9.0),
+        ("orion_mlp", 9.0),
+    ] {
+        let path = data(&format!("{model}.onnx"));
+        let input = tensor::read_pb(&data(&format!("{model}_input.pb"))).unwrap();
+        let imp = import_path(&path, &ImportOptions::default()).unwrap();
+        let two = CompileOptions {
+            batch: BatchSize::Exactly(2),
+            ..Default::default()
+        };
+        let pair = compile(imp.graph.clone(), &two, &Reference, |_, _, _| {}).unwrap();
+        let opts = CompileOptions {
+            batch: BatchSize::Max,
+            ..Default::default()
+        };
+        let c = compile(imp.graph.clone(), &opts, &Reference, |_, _, _| {}).unwrap();
+        let b = c.program.input.shape[0];
+        assert!(b >= 2, "{model}: a batch of {b}");
+        // The same instructions and masks for 2 inputs as for the most that fit: the cost
+        // of a run does not depend on how many inputs share it.
+        assert_eq!(c.program.instrs, pair.program.instrs, "{model}");
+        assert_eq!(c.program.masks, pair.program.masks, "{model}");
+        // Distinct inputs: permutations of the stored one, scaled down.
+        let n = input.data().len();
+        let mut named = vec![];
+        let mut wants = vec![];
+        for k in 0..b {
+            let f = 1.0 - 0.5 * k as f64 / b as f64;
+            let data: Vec<f64> = (0..n)
+                .map(|i| input.data()[(i * 7 + k * 13) % n] * f)
+                .collect();
+            let x = passes::ir::Tensor::new(input.shape().to_vec(), data).unwrap();
+            wants.push(passes::interpret::run(&imp.graph, std::slice::from_ref(&x)).unwrap());
+            named.push((format!("input {k}"), x));
+        }
+        let stacked = compiler::inputs::stack(named, &c.program.input.shape).unwrap();
+        let session = Session::new(&c.program).unwrap();
+        let (got, _) = session
+            .run(&c.program, stacked.tensor.data(), |_, _, _| {})
+            .unwrap();
+        let per = got.len() / b;
+        let mut worst = f64::INFINITY;
+        for (k, want) in wants.iter().enumerate() {
+            let (_, bits) = error_bits(&got[k * per..(k + 1) * per], want[0].data());
+            worst = worst.min(bits);
+        }
+        eprintln!("{model}: batch of {b}, worst {worst:.1} bits");
+        let bound = min_bits - 0.5;
+        assert!(worst >= bound, "{model}: {worst:.1} bits in a batch of {b}");
+    }
+}
+
+/// Dense layers whose outputs share ciphertexts (grouped rotate-and-sum) followed by a
+/// quadratic with its own coefficients per feature and a second dense layer: the per-slot
+/// constants (`AddVec`, slot-vector products) against the interpreter, single input and
+/// batch.
+#[test]
+fn grouped_dense_outputs_with_per_feature_polynomials() {
+    use compiler::onnx::builder::{attr_i, ModelBuilder};
+    let (k, h, o) = (48usize, 12usize, 5usize);
+    let val = |i: usize, s: f64| (i as f64 * 0.37 + s).sin() * 0.5;
+    let t = |shape: Vec<usize>, s: f64| {
+        let n: usize = shape.iter().product();
+        passes::ir::Tensor::new(shape, (0..n).map(|i| val(i, s)).collect()).unwrap()
+    };
+    let mut b = ModelBuilder::new(13);
+    b.input("x", &[1, k as i64])
+        .init("w1", &t(vec![h, k], 0.1))
+        .init("b1", &t(vec![h], 0.2))
+        .init("a", &t(vec![h], 0.3).map(|v| 0.6 + v))
+        .init("c", &t(vec![h], 0.4))
+        .init("d", &t(vec![h], 0.5))
+        .init("w2", &t(vec![o, h], 0.6))
+        .init("b2", &t(vec![o], 0.7))
+        .node(
+            "Gemm",
+            &["x", "w1", "b1"],
+            &["y"],
+            vec![attr_i("transB", 1)],
+        )
+        .node("Mul", &["y", "a"], &["ya"], vec![])
+        .node("Mul", &["ya", "y"], &["yay"], vec![])
+        .node("Mul", &["y", "c"], &["yc"], vec![])
+        .node("Add", &["yay", "yc"], &["p1"], vec![])
+        .node("Add", &["p1", "d"], &["p"], vec![])
+        .node(
+            "Gemm",
+            &["p", "w2", "b2"],
+            &["z"],
+            vec![attr_i("transB", 1)],
+        )
+        .output("z");
+    let dir = std::env::temp_dir().join(format!("fhec-grouped-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("grouped.onnx");
+    std::fs::write(&path, b.encode()).unwrap();
+    let imp = import_path(&path, &ImportOptions::default()).unwrap();
+    assert_eq!(imp.polys, 1, "the quadratic is matched");
+    let x = t(vec![1, k], 0.9);
+    let want = passes::interpret::run(&imp.graph, std::slice::from_ref(&x)).unwrap();
+    let c = compile(
+        imp.graph.clone(),
+        &CompileOptions::default(),
+        &Reference,
+        |_, _, _| {},
+    )
+    .unwrap();
+    let p = &c.program;
+    assert!(
+        p.instrs
+            .iter()
+            .any(|i| matches!(i, runtime::program::Instr::AddVec { .. })),
+        "per-feature constants on shared ciphertexts"
+    );
+    let (got, _) = Session::new(p)
+        .unwrap()
+        .run(p, x.data(), |_, _, _| {})
+        .unwrap();
+    let (err, bits) = error_bits(&got, want[0].data());
+    eprintln!("grouped: {err:.3e}, {bits:.1} bits");
+    assert!(bits >= 10.0, "{bits:.1} bits");
 }

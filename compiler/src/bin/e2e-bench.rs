@@ -5,7 +5,9 @@
 //! sizes, peak RSS).
 //!
 //! `cargo run --release -p compiler --bin e2e-bench -- [MODEL.onnx] [--images N]
-//! [--cluster slice:K]`
+//! [--cluster slice:K] [--batch N|max]`
+//! With `--batch`, the images go through in groups of the batch size, one encrypted run
+//! per group; per-image seconds are the group's divided by its size.
 //! (default `models/onnx/resnet20_quad.onnx`, all 20 images of `tests/data/cifar10/`).
 
 use std::path::{Path, PathBuf};
@@ -21,11 +23,15 @@ fn main() -> anyhow::Result<()> {
     let mut model = root.join("models/onnx/resnet20_quad.onnx");
     let mut limit = usize::MAX;
     let mut cluster = None;
+    let mut batch = compiler::lower::BatchSize::One;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--cluster" {
             let v = args.next().unwrap_or_default();
             cluster = Some(v.parse().map_err(|e: String| anyhow::anyhow!(e))?);
+        } else if a == "--batch" {
+            let v = args.next().unwrap_or_default();
+            batch = v.parse().map_err(|e: String| anyhow::anyhow!(e))?;
         } else if a == "--images" {
             limit = args.next().and_then(|v| v.parse().ok()).unwrap_or(limit);
         } else {
@@ -40,6 +46,7 @@ fn main() -> anyhow::Result<()> {
     let opts = CompileOptions {
         image: Some(image.clone()),
         cluster,
+        batch,
         ..Default::default()
     };
     let c = compile(imp.graph, &opts, &Reference, |_, _, _| {})?;
@@ -53,28 +60,43 @@ fn main() -> anyhow::Result<()> {
     pngs.sort();
     pngs.truncate(limit);
     let (mut agree, mut worst_bits, mut worst_err, mut eval_total) = (0, f64::INFINITY, 0f64, 0.0);
-    for png in &pngs {
-        let x = compiler::image::load_for_program(png, &p.input)?;
-        let want = passes::interpret::run(&original, std::slice::from_ref(&x))?[0]
-            .data()
-            .to_vec();
-        let (got, st) = session.run(p, x.data(), |_, _, _| {})?;
-        let (err, bits) = error_bits(&got, &want);
-        let same = top1(&got, got.len()) == top1(&want, want.len());
-        agree += usize::from(same);
-        worst_bits = worst_bits.min(bits);
-        worst_err = worst_err.max(err);
+    let per_run = p.input.shape[0].max(1);
+    let classes = p.output.shape.last().copied().unwrap_or(1);
+    for group in pngs.chunks(per_run) {
+        let mut named = vec![];
+        let mut wants = vec![];
+        for png in group {
+            let x = compiler::image::load_for_program(png, &p.input)?;
+            let want = passes::interpret::run(&original, std::slice::from_ref(&x))?[0]
+                .data()
+                .to_vec();
+            wants.push(want);
+            named.push((png.display().to_string(), x));
+        }
+        let inputs = compiler::inputs::stack(named, &p.input.shape)?;
+        let (got_all, st) = session.run(p, inputs.tensor.data(), |_, _, _| {})?;
         eval_total += st.eval_s;
-        println!(
-            "{}",
-            json!({
-                "image": png.file_name().unwrap().to_string_lossy(),
-                "fhe_top1": top1(&got, got.len()), "plain_top1": top1(&want, want.len()), "agree": same,
-                "max_abs_error": err, "precision_bits": bits,
-                "encrypt_seconds": st.encrypt_s, "eval_seconds": st.eval_s,
-                "decrypt_seconds": st.decrypt_s,
-            })
-        );
+        for (k, (png, want)) in group.iter().zip(&wants).enumerate() {
+            let got = &got_all[k * classes..(k + 1) * classes];
+            let (err, bits) = error_bits(got, want);
+            let same = top1(got, got.len()) == top1(want, want.len());
+            agree += usize::from(same);
+            worst_bits = worst_bits.min(bits);
+            worst_err = worst_err.max(err);
+            println!(
+                "{}",
+                json!({
+                    "image": png.file_name().unwrap().to_string_lossy(),
+                    "fhe_top1": top1(got, got.len()), "plain_top1": top1(want, want.len()), "agree": same,
+                    "max_abs_error": err, "precision_bits": bits,
+                    "batch": per_run, "group_size": group.len(),
+                    "encrypt_seconds": st.encrypt_s / group.len() as f64,
+                    "eval_seconds": st.eval_s / group.len() as f64,
+                    "group_eval_seconds": st.eval_s,
+                    "decrypt_seconds": st.decrypt_s / group.len() as f64,
+                })
+            );
+        }
     }
     let n = pngs.len().max(1);
     println!(
@@ -82,7 +104,7 @@ fn main() -> anyhow::Result<()> {
         json!({
             "summary": model.display().to_string(), "images": pngs.len(),
             "top1_agreement": agree, "worst_precision_bits": worst_bits,
-            "worst_abs_error": worst_err, "eval_seconds_per_image": eval_total / n as f64,
+            "worst_abs_error": worst_err, "eval_seconds_per_image": eval_total / n as f64, "batch": per_run,
             "compile_seconds": compile_s, "keygen_seconds": session.keygen_s,
             "eval_key_bytes": session.eval_key_bytes, "peak_rss_bytes": peak_rss_bytes(),
             "log_n": p.params.log_n(), "primes": p.params.q().len(),

@@ -47,6 +47,10 @@ pub struct CompileArgs {
     /// column) or full:K (one codebook), K in 2..=1024.
     #[arg(long)]
     pub cluster: Option<passes::cluster::ClusterSpec>,
+    /// Inputs evaluated per run (batch mode): N, or `max` for as many as the slots hold.
+    /// Each input gets its own slot period; the run costs the same as for one input.
+    #[arg(long, default_value = "1")]
+    pub batch: compiler::lower::BatchSize,
     /// Fixed shape of the graph input, e.g. 1,3,32,32.
     #[arg(long = "input-shape", value_parser = super::parse_shape)]
     pub input_shape: Option<Vec<usize>>,
@@ -79,6 +83,7 @@ pub fn build(
         insecure_test_params: a.insecure_test_params,
         image,
         cluster: a.cluster,
+        batch: a.batch,
     };
     let bar = ProgressBar::new(imp.graph.len() as u64);
     bar.set_style(
@@ -133,6 +138,20 @@ pub fn summary(p: &Program) -> anyhow::Result<String> {
     }
     let req = KeyRequirements::of(p)?;
     let (q, sp) = p.params.bit_sizes();
+    if let Some(&b) = p
+        .input
+        .shape
+        .first()
+        .filter(|&&b| b > 1 && p.input.shape.len() > 1)
+    {
+        let one = (p.input.shape.iter().product::<usize>() / b) as u32;
+        let slot_of = |idx: u32| p.input.placement.iter().find(|e| e.0 == idx).map(|e| e.2);
+        let offset = match (slot_of(0), slot_of(one)) {
+            (Some(a), Some(c)) => format!("slot offset b x {}", c.saturating_sub(a)),
+            _ => "its own slot period".into(),
+        };
+        out += &format!("\nbatch mode: {b} inputs per run, input b at {offset}\n");
+    }
     out += &format!(
         "\n{ti} instructions, {tr} rotations, {} registers; {} rotation keys, relinearisation key at level {}\n",
         p.registers,

@@ -60,12 +60,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         );
     }
     let out = program.output.gather(&decrypted)?;
-    let top1 = super::top1(&out, program.output.shape.last().copied().unwrap_or(1));
+    let shape = &program.output.shape;
+    // One input: a number; a batch (B, classes) with B > 1: one class per input.
+    let batch = if shape.len() >= 2 { shape[0] } else { 1 };
+    let tops = compiler::inputs::top1_rows(&out, shape, batch);
+    let top1 = if batch > 1 {
+        json!(tops)
+    } else {
+        json!(tops.first().copied().unwrap_or(0))
+    };
     if a.json {
-        println!(
-            "{}",
-            json!({"output": out, "shape": program.output.shape, "top1": top1})
-        );
+        println!("{}", json!({"output": out, "shape": shape, "top1": top1}));
     } else {
         for (i, v) in out.iter().enumerate() {
             println!("{i:4} {v:12.6}");

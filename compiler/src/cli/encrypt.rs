@@ -5,7 +5,6 @@
 use super::files::{load_secret, write_atomic, ProgramArg};
 use anyhow::bail;
 use clap::Parser;
-use compiler::onnx::tensor;
 use runtime::ckks::{Encoder, Encryptor};
 use runtime::codec;
 use std::path::PathBuf;
@@ -16,12 +15,14 @@ pub struct Args {
     program: ProgramArg,
     #[arg(long)]
     secret: PathBuf,
-    /// The input tensor as a serialized ONNX TensorProto.
-    #[arg(long, conflicts_with = "image", required_unless_present = "image")]
-    input: Option<PathBuf>,
-    /// An RGB PNG, normalised as the model was trained (image models only).
+    /// The input tensor as a serialized ONNX TensorProto (repeat, or give a tensor with a
+    /// larger batch dimension, for a batch program).
+    #[arg(long, required_unless_present = "image")]
+    input: Vec<PathBuf>,
+    /// An RGB PNG, normalised as the model was trained (image models only; repeat for a
+    /// batch program).
     #[arg(long)]
-    image: Option<PathBuf>,
+    image: Vec<PathBuf>,
     #[arg(short, long)]
     output: PathBuf,
 }
@@ -29,12 +30,25 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let (program, ctx) = a.program.load()?;
     let sk = load_secret(&a.secret, &ctx)?;
-    let t = match (&a.input, &a.image) {
-        (Some(p), _) => tensor::read_pb(p)?,
-        (None, Some(png)) => compiler::image::load_for_program(png, &program.input)?,
-        (None, None) => bail!("give --input X.pb or --image IMG.png"),
-    };
-    let packed = program.input.pack(t.data(), ctx.params().slots())?;
+    use compiler::inputs::Source;
+    let sources: Vec<Source> = (a.input.iter().cloned().map(Source::Tensor))
+        .chain(a.image.iter().cloned().map(Source::Png))
+        .collect();
+    if sources.is_empty() {
+        bail!("give --input X.pb or --image IMG.png");
+    }
+    let inputs = compiler::inputs::load_sources(&sources, &program.input)?;
+    let shape = &program.input.shape;
+    let batch = if shape.len() >= 2 { shape[0] } else { 1 };
+    if inputs.given() < batch {
+        eprintln!(
+            "note: {} of the program's {batch} batch inputs given; the rest are zero",
+            inputs.given()
+        );
+    }
+    let packed = program
+        .input
+        .pack(inputs.tensor.data(), ctx.params().slots())?;
     let enc = Encoder::new(&ctx);
     let mut encryptor = Encryptor::new(&ctx);
     let level = program.input.level as usize;

@@ -25,7 +25,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let (program, ctx) = a.program.load()?;
-    let keys = codec::eval_keys_from_bytes(&read(&a.eval)?, &ctx)
+    let keys = codec::eval_keys_from_file(read(&a.eval)?, &ctx)
         .with_context(|| format!("loading the evaluation keys {}", a.eval.display()))?;
     let mut inputs = codec::ciphertexts_from_bytes(&read(&a.input)?, &ctx)
         .with_context(|| format!("loading the input {}", a.input.display()))?;

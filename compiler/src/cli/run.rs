@@ -1,4 +1,5 @@
-//! `fhec run MODEL.onnx --input IMG.png | X.pb [--output OUT.pb] [--json]`: compile, then
+//! `fhec run MODEL.onnx --input IMG.png | X.pb [--input ...] [--batch N] [--output OUT.pb]
+//! [--json]`: compile, then
 //! keygen, encrypt, evaluate (with the evaluation keys only) and decrypt in one process;
 //! prints the encrypted and the plaintext (f64 interpreter) outputs side by side with the
 //! error in bits, the time of every step and the peak RSS.
@@ -19,9 +20,10 @@ use super::files::INSECURE_FLAG;
 pub struct Args {
     /// The ONNX model.
     model: PathBuf,
-    /// A PNG image (for a 3-channel image model) or a TensorProto .pb.
-    #[arg(long)]
-    input: PathBuf,
+    /// A PNG image (for a 3-channel image model) or a TensorProto .pb; repeat it with
+    /// `--batch N` to evaluate up to N inputs in one encrypted run.
+    #[arg(long, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
     /// Write the decrypted output as a TensorProto .pb.
     #[arg(long)]
     output: Option<PathBuf>,
@@ -42,49 +44,61 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "WARNING: INSECURE test parameters ({INSECURE_FLAG}); never use them for real data"
         );
     }
-    let is_png = a
-        .input
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    let x: Tensor = if is_png {
-        compiler::image::load_for_program(&a.input, &p.input)?
-    } else {
-        tensor::read_pb(&a.input).with_context(|| format!("reading {}", a.input.display()))?
-    };
-    if x.shape() != p.input.shape.as_slice() {
-        bail!(
-            "the input has shape {:?}, the model takes {:?}",
-            x.shape(),
-            p.input.shape
-        );
-    }
+    let inputs = compiler::inputs::load(&a.input, &p.input)?;
     // Refuse before encrypting when a value would wrap around; say when activation inputs
-    // leave the polynomial's range.
-    let ranges = compiler::ranges::check(&original, &x, &Default::default())?;
-    if let Some(m) = ranges.saturation_message() {
-        bail!("{m}");
+    // leave the polynomial's range. The plaintext reference runs per input.
+    let mut want = vec![];
+    for x in &inputs.items {
+        let ranges = compiler::ranges::check(&original, x, &Default::default())?;
+        if let Some(m) = ranges.saturation_message() {
+            bail!("{m}");
+        }
+        if let Some(m) = ranges.fit_message() {
+            eprintln!("note: {m}");
+        }
+        let y = passes::interpret::run(&original, std::slice::from_ref(x))
+            .context("running the plaintext reference")?;
+        want.extend_from_slice(y[0].data());
     }
-    if let Some(m) = ranges.fit_message() {
-        eprintln!("note: {m}");
-    }
-    let want = passes::interpret::run(&original, std::slice::from_ref(&x))?;
-    let want = want[0].data().to_vec();
     let bar = ProgressBar::new(p.instrs.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("eval {elapsed_precise} [{bar:40}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let (got, st) = run_encrypted(p, x.data(), |done, _, layer| {
+    let (mut got, st) = run_encrypted(p, inputs.tensor.data(), |done, _, layer| {
         bar.set_position(done as u64);
         bar.set_message(layer.to_string());
     })?;
     bar.finish_and_clear();
+    // The outputs of the given inputs (a batch's zero inputs dropped).
+    let out_shape = &p.output.shape;
+    let batched = out_shape.len() >= 2 && out_shape[0] > 1;
+    if batched && want.len() < got.len() {
+        got.truncate(want.len());
+    }
+    if got.len() != want.len() {
+        bail!(
+            "the program's output has {} values, the model's {}",
+            got.len(),
+            want.len()
+        );
+    }
     let (err, bits) = error_bits(&got, &want);
     let rss = peak_rss_bytes().unwrap_or(0);
-    let classes = p.output.shape.last().copied().unwrap_or(1);
-    let (top_enc, top_plain) = (super::top1(&got, classes), super::top1(&want, classes));
+    let rows = inputs.given();
+    let mut given_shape = out_shape.clone();
+    if batched {
+        given_shape[0] = rows;
+    }
+    let tops_enc = compiler::inputs::top1_rows(&got, &given_shape, rows);
+    let tops_plain = compiler::inputs::top1_rows(&want, &given_shape, rows);
+    let (top_enc, top_plain) = if batched {
+        (json!(tops_enc), json!(tops_plain))
+    } else {
+        (json!(tops_enc[0]), json!(tops_plain[0]))
+    };
     if let Some(path) = &a.output {
-        let t = Tensor::new(p.output.shape.clone(), got.clone())?;
+        let t = Tensor::new(given_shape.clone(), got.clone())?;
         tensor::write_pb(path, &t, "output")
             .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -92,7 +106,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         println!(
             "{}",
             json!({
-                "fhe_output": got, "plain_output": want, "shape": p.output.shape,
+                "fhe_output": got, "plain_output": want, "shape": given_shape,
+                "inputs": rows, "batch": if batched { out_shape[0] } else { 1 },
                 "fhe_top1": top_enc, "plain_top1": top_plain,
                 "max_abs_error": err, "precision_bits": bits,
                 "eval_seconds": st.eval_s, "total_seconds": t0.elapsed().as_secs_f64(),
@@ -127,6 +142,18 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "max |encrypted - plaintext| = {err:.3e}: {bits:.1} bits of precision relative to max(1, max |plaintext|)"
     );
     println!("top-1: encrypted {top_enc}, plaintext {top_plain}");
+    if batched {
+        let agree = tops_enc
+            .iter()
+            .zip(&tops_plain)
+            .filter(|(a, b)| a == b)
+            .count();
+        println!(
+            "batch: {rows} inputs in one run of a batch-{} program, top-1 agreement {agree}/{rows}, eval {:.2} s per input",
+            out_shape[0],
+            st.eval_s / rows as f64
+        );
+    }
     println!(
         "time: compile {compile_s:.2} s, keygen {:.2} s, encrypt {:.2} s, eval {:.2} s, decrypt {:.3} s; \
          evaluation keys {:.1} MiB ({} rotation keys); peak RSS {:.2} GiB",

@@ -46,6 +46,11 @@ pub struct Emitter {
     mask_ids: HashMap<Vec<(u32, u32)>, u32>,
     vectors: Vec<SlotVector>,
     pub slots: usize,
+    /// The smallest power-of-two slot period the program works in so far (batch mode).
+    period: usize,
+    /// Whether a layout may spread one input's values over the whole ring (a single-input
+    /// program); batch mode turns it off so that every value stays in its period.
+    pub spread: bool,
 }
 
 /// What the emitter produced.
@@ -55,6 +60,9 @@ pub struct Emitted {
     pub registers: u32,
     pub masks: Vec<SlotMask>,
     pub vectors: Vec<SlotVector>,
+    /// Every value of one input lives in slots `0..period` and every mask repeats with
+    /// this period (a power of two; `slots` when the program cannot be batched).
+    pub period: usize,
 }
 
 impl Emitter {
@@ -72,7 +80,19 @@ impl Emitter {
             mask_ids: HashMap::new(),
             vectors: vec![],
             slots: params.slots(),
+            period: 1,
+            spread: true,
         }
+    }
+
+    /// Records that the program needs a slot period of at least `p` (rounded up to a
+    /// power of two): the layout's values of one input stay in slots `0..p` and its masks
+    /// repeat every `p` slots. Batch mode places input `b` at slot offset `b * period`.
+    pub fn need_period(&mut self, p: usize) {
+        self.period = self
+            .period
+            .max(p.max(1).next_power_of_two())
+            .min(self.slots);
     }
 
     /// Names the layer the following instructions belong to.
@@ -212,6 +232,16 @@ impl Emitter {
         }
     }
 
+    /// r += the slot vector `v` encoded at r's scale (nothing when every entry is zero).
+    pub fn add_vec(&mut self, r: Reg, mut v: SlotVector) {
+        v.entries.sort_by_key(|e| e.0);
+        if v.entries.iter().any(|e| e.1 != 0.0) {
+            self.vectors.push(v);
+            let vector = (self.vectors.len() - 1) as u32;
+            self.push(Instr::AddVec { reg: r, vector });
+        }
+    }
+
     /// A new register with src * src (relinearised).
     pub fn square_into(&mut self, src: Reg) -> Reg {
         let st = self.state(src);
@@ -283,7 +313,8 @@ impl Emitter {
         let st = self.uniform(&srcs)?;
         let ids = vectors
             .into_iter()
-            .map(|v| {
+            .map(|mut v| {
+                v.entries.sort_by_key(|e| e.0);
                 self.vectors.push(v);
                 (self.vectors.len() - 1) as u32
             })
@@ -339,6 +370,7 @@ impl Emitter {
             origins: self.origins,
             masks: self.masks,
             vectors: self.vectors,
+            period: self.period,
         }
     }
 }

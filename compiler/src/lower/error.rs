@@ -16,6 +16,8 @@ pub enum LowerError {
     Layout { layer: String, why: String },
     #[error("parameters: {0}")]
     Params(#[from] runtime::Error),
+    #[error("batch mode: {0}")]
+    Batch(String),
     #[error("internal lowering error: {0}")]
     Internal(String),
 }

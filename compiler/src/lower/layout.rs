@@ -21,6 +21,9 @@ pub struct Spatial {
     pub origin: i64,
     pub row: i64,
     pub col: i64,
+    /// `Some(P)`: the whole ring repeats with period P (a single-input program's input is
+    /// placed in every period; windows whose masks repeat with a divisor of P keep it).
+    pub period: Option<u32>,
 }
 
 impl Spatial {
@@ -30,9 +33,12 @@ impl Spatial {
 }
 
 /// A rank-2 tensor (1, F): feature `k` at (register, slot) `items[k]` (`None`: zero).
+/// With `period = Some(P)` every item is also at slot + m P for every m (the whole ring
+/// repeats with period P), which the diagonal method of dense layers needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Features {
     pub items: Vec<Option<(Reg, u32)>>,
+    pub period: Option<u32>,
 }
 
 /// An encrypted value.

@@ -11,6 +11,7 @@
 //! naming the layer. Checked against the f64 interpreter end to end under encryption by
 //! `compiler/tests/lower_e2e.rs`.
 
+pub mod batch;
 pub mod emitter;
 pub mod error;
 pub mod layout;
@@ -23,6 +24,7 @@ use passes::select_params::ParamSet;
 use runtime::ckks::Params;
 use runtime::program::{ImageNormalization, InputLayout, KeyRequirements, OutputLayout, Program};
 
+pub use batch::BatchSize;
 use emitter::Emitter;
 pub use error::LowerError;
 use layout::{Layout, Value};
@@ -80,11 +82,24 @@ pub fn lower(
     params: Params,
     image: Option<ImageNormalization>,
     layout: &dyn Layout,
+    progress: impl FnMut(usize, usize, &str),
+) -> Result<Program, LowerError> {
+    lower_batched(planned, params, image, layout, BatchSize::One, progress)
+}
+
+/// [`lower`], then [`batch::replicate`] to evaluate `batch` inputs per run.
+pub fn lower_batched(
+    planned: &Planned,
+    params: Params,
+    image: Option<ImageNormalization>,
+    layout: &dyn Layout,
+    batch: BatchSize,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Program, LowerError> {
     let g: &Graph = &planned.rewritten.graph;
     let delta = 2f64.powi(planned.params.log_delta as i32);
     let mut em = Emitter::new(&params, delta);
+    em.spread = batch == BatchSize::One;
     let ins = g.inputs();
     let outs = g.outputs();
     if ins.len() != 1 || outs.len() != 1 {
@@ -303,11 +318,15 @@ pub fn lower(
         }
     }
     let placement = layout.output(&mut em, &out_val)?;
+    for &(_, _, slot) in &placement {
+        em.need_period(slot as usize + 1);
+    }
     let (in_shape, pack) = packing.ok_or_else(|| LowerError::Internal("no input".into()))?;
     let top = em.top_level();
     let in_scale = if top > 0 { delta * delta } else { delta };
     let e = em.finish();
-    let program = Program {
+    let period = e.period;
+    let mut program = Program {
         params,
         masks: e.masks,
         vectors: e.vectors,
@@ -334,6 +353,7 @@ pub fn lower(
         runtime::Error::LevelMismatch(m) if m.contains("exhausted") => LowerError::Internal(m),
         other => LowerError::Internal(other.to_string()),
     })?;
+    batch::replicate(&mut program, period, batch)?;
     Ok(program)
 }
 

@@ -137,6 +137,156 @@ fn align_to(em: &mut Emitter, r: Reg, t: CtState, steal: bool) -> Result<Reg, Lo
     ))
 }
 
+/// y = W x + b where feature `cols[r][t]` sits at slot t of register r, every register
+/// repeated every `pin` slots (Halevi-Shoup diagonals, hybrid for rectangular W,
+/// baby-step giant-step). With P_out = next power of two >= n and W'_r[j][t] = W[j][feature
+/// at (r, t)] (zero where no feature is), z = sum_r sum_{i < min(pin, P_out)} d_{r,i} (.)
+/// rot(x_r, i) with d_{r,i}[s] = W'_r[s mod P_out][(s + i) mod pin], then the pin / P_out
+/// blocks of z are folded by rotate-and-add: y_j lands at every slot = j mod P_out, so the
+/// output is again a repeated vector (period P_out). Precondition: pin and P_out divide
+/// the slot count.
+fn diagonal_gemm(
+    em: &mut Emitter,
+    cols: &[(Reg, Vec<Option<usize>>)],
+    pin: usize,
+    n: usize,
+    wt: &dyn Fn(usize, usize) -> f64,
+    bias: &[f64],
+) -> Result<Value, LowerError> {
+    let slots = em.slots;
+    let pout = n.max(1).next_power_of_two();
+    let diagonals = pin.min(pout);
+    let regs: Vec<Reg> = cols.iter().map(|c| c.0).collect();
+    let xs = freshen_all(em, &regs, false, false)?;
+    let st = em.uniform(&xs)?;
+    let ws = em.product_scale(st).ok_or_else(|| LowerError::Exhausted {
+        layer: em.origin().to_string(),
+    })?;
+    let g = ((diagonals as f64).sqrt().ceil() as usize)
+        .next_power_of_two()
+        .min(diagonals);
+    let giants = diagonals.div_ceil(g);
+    // Baby steps rot(x_r, a), a < g: one hoisted Linear per register.
+    let mut baby: Vec<Vec<Reg>> = vec![];
+    for &x in &xs {
+        let mut b = vec![x];
+        b.extend(rotated_copies(em, x, &(1..g as i64).collect::<Vec<_>>())?);
+        baby.push(b);
+    }
+    // rot(d_{r,i}, -shift) as a slot vector.
+    let diag = |r: usize, i: usize, shift: usize| SlotVector {
+        entries: (0..slots)
+            .filter_map(|s| {
+                let t = (s + slots - shift % slots) % slots;
+                let row = t % pout;
+                let feat = cols[r].1[(t + i) % pin]?;
+                let v = if row < n { wt(row, feat) } else { 0.0 };
+                (v != 0.0).then_some((s as u32, v))
+            })
+            .collect(),
+    };
+    let mut acc: Option<Reg> = None;
+    for b in 0..giants {
+        let mut srcs = vec![];
+        let mut vecs = vec![];
+        for (r, bs) in baby.iter().enumerate() {
+            for (a, &src) in bs.iter().enumerate() {
+                let i = a + g * b;
+                if i >= diagonals {
+                    break;
+                }
+                let v = diag(r, i, g * b);
+                if !v.entries.is_empty() {
+                    srcs.push(src);
+                    vecs.push(v);
+                }
+            }
+        }
+        if srcs.is_empty() {
+            continue;
+        }
+        let inner = em.dot(srcs, vecs, ws)?;
+        // Rotations before the rescale, at ~Delta^3 (negligible key-switching noise).
+        let term = if b == 0 {
+            inner
+        } else {
+            let t = em.rotate(inner, (g * b) as i64);
+            em.release(inner);
+            t
+        };
+        acc = Some(match acc {
+            None => term,
+            Some(a) => {
+                em.add(a, a, term)?;
+                em.release(term);
+                a
+            }
+        });
+    }
+    let y = match acc {
+        Some(a) => a,
+        None => em.dot(vec![xs[0]], vec![SlotVector { entries: vec![] }], ws)?,
+    };
+    let mut step = pout;
+    while step < pin {
+        let t = em.rotate(y, step as i64);
+        em.add(y, y, t)?;
+        em.release(t);
+        step *= 2;
+    }
+    let entries = (0..slots)
+        .filter_map(|s| {
+            let j = s % pout;
+            (j < n && bias[j] != 0.0).then(|| (s as u32, bias[j]))
+        })
+        .collect();
+    em.add_vec(y, SlotVector { entries });
+    let y = freshen(em, y, true, true)?;
+    for (bs, (&x, &r)) in baby.iter().zip(xs.iter().zip(&regs)) {
+        for &b in &bs[1..] {
+            em.release(b);
+        }
+        if x != r {
+            em.release(x);
+        }
+    }
+    Ok(Value::Features(Features {
+        items: (0..n).map(|j| Some((y, j as u32))).collect(),
+        period: Some(pout as u32),
+    }))
+}
+
+/// rot(src, steps[j]) for every j, as one `Linear` with unit weights (one hoisted
+/// decomposition of `src` for all of them); the copies keep src's scale.
+fn rotated_copies(em: &mut Emitter, src: Reg, steps: &[i64]) -> Result<Vec<Reg>, LowerError> {
+    let k = steps.len();
+    if k == 0 {
+        return Ok(vec![]);
+    }
+    let weights = (0..k)
+        .flat_map(|o| (0..k).map(move |t| if o == t { 1.0 } else { 0.0 }))
+        .collect();
+    let l = Linear {
+        srcs: vec![src],
+        dsts: vec![],
+        steps: steps.to_vec(),
+        masks: vec![None; k],
+        weights,
+        weight_scale: 1.0,
+        bias: None,
+        bias_mask: None,
+    };
+    em.linear(l, k)
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 /// Rotate-and-add: a register whose slot p holds sum_{k < n} x[p + k * d] (x owned).
 fn sum_shifts(em: &mut Emitter, x: Reg, n: usize, d: i64) -> Result<Reg, LowerError> {
     if n <= 1 {
@@ -165,6 +315,8 @@ struct Window {
     out: Spatial,
     /// Per tap (kh, kw) in row-major kernel order: rotation step and mask.
     taps: Vec<(i64, Option<SlotMask>)>,
+    /// The period the masks repeat with (`mask_period`).
+    period: usize,
 }
 
 fn window(
@@ -189,9 +341,15 @@ fn window(
         origin: s.origin,
         row: s.row * sh as i64,
         col: s.col * sw as i64,
+        period: None,
     };
     let slots = em.slots as i64;
-    let period = mask_period(s, &out, kernel, pads, em.slots);
+    let period = mask_period(s, &out, em.slots);
+    // Masks repeating with a divisor of the input's period keep the ring periodic.
+    let out = Spatial {
+        period: s.period.filter(|&p| p as usize >= period),
+        ..out
+    };
     let mut taps = vec![];
     for a in 0..kh {
         for b in 0..kw {
@@ -217,22 +375,18 @@ fn window(
             taps.push((step, mask));
         }
     }
-    Ok(Window { out, taps })
+    Ok(Window { out, taps, period })
 }
 
 /// The period with which a window's masks are replicated over the slots (`slots` when
-/// they are not): the smallest power of two P with room for both grids plus twice the
-/// largest tap offset. Only slots of the first period ever hold data (every other slot is
-/// zero, or garbage no mask selects), so a replicated mask multiplies the same values
-/// there; but a P-periodic mask encodes to a polynomial with non-zero coefficients only at
-/// multiples of N / (2P), which the runtime encodes with a small NTT instead of a full one.
-fn mask_period(
-    s: &Spatial,
-    out: &Spatial,
-    kernel: [usize; 2],
-    pads: [usize; 4],
-    slots: usize,
-) -> usize {
+/// they are not): the smallest power of two P with room for both grids. A valid output
+/// slot reads only valid input slots (every other read is masked), and both grids lie in
+/// `0..P`, so the copies of a mask in the other periods never feed the first period: they
+/// select slots whose values are zero, garbage no later mask selects, or (in batch mode)
+/// the same computation on another input. A P-periodic mask encodes to a polynomial with
+/// non-zero coefficients only at multiples of N / (2P), which the runtime encodes with a
+/// small NTT instead of a full one.
+fn mask_period(s: &Spatial, out: &Spatial, slots: usize) -> usize {
     let extent = |g: &Spatial| {
         if g.h == 0 || g.w == 0 {
             0
@@ -240,12 +394,10 @@ fn mask_period(
             g.slot(g.h - 1, g.w - 1).max(g.origin) + 1
         }
     };
-    let reach =
-        (kernel[0] + pads[0]) as i64 * s.row.abs() + (kernel[1] + pads[1]) as i64 * s.col.abs();
     if s.origin < 0 || out.origin < 0 || s.row < 0 || s.col < 0 {
         return slots;
     }
-    let need = (extent(s).max(extent(out)) + 2 * reach).max(1) as usize;
+    let need = extent(s).max(extent(out)).max(1) as usize;
     need.next_power_of_two().min(slots)
 }
 
@@ -282,6 +434,7 @@ impl Reference {
             ));
         }
         let (gi, go) = (cin / groups, outputs / groups);
+        em.need_period(win.period);
         let regs: Vec<Reg> = s.chans.iter().flatten().copied().collect();
         if regs.is_empty() {
             return Err(layout_err(em, "every input channel is zero"));
@@ -382,14 +535,28 @@ impl Layout for Reference {
                         ),
                     ));
                 }
+                // A single-input program gets the image in every period of the ring (free
+                // for the client): every window keeps the ring periodic, and a flattened
+                // contiguous image feeds the diagonal method of a dense layer.
+                let p = (h * w).max(1).next_power_of_two();
+                let (period, copies) = if em.spread {
+                    em.need_period(em.slots);
+                    (Some(p as u32), em.slots / p)
+                } else {
+                    em.need_period(h * w);
+                    (None, 1)
+                };
                 let mut chans = vec![];
                 let mut placement = vec![];
                 for ch in 0..*c {
                     let r = em.alloc(st);
                     chans.push(Some(r));
-                    for i in 0..*h {
-                        for j in 0..*w {
-                            placement.push((((ch * h + i) * w + j) as u32, r, (i * w + j) as u32));
+                    for m in 0..copies {
+                        for i in 0..*h {
+                            for j in 0..*w {
+                                let idx = ((ch * h + i) * w + j) as u32;
+                                placement.push((idx, r, (m * p + i * w + j) as u32));
+                            }
                         }
                     }
                 }
@@ -400,6 +567,7 @@ impl Layout for Reference {
                     origin: 0,
                     row: *w as i64,
                     col: 1,
+                    period,
                 };
                 Ok((
                     Value::Spatial(v),
@@ -418,9 +586,22 @@ impl Layout for Reference {
                 }
                 let r = em.alloc(st);
                 let items = (0..*f).map(|k| Some((r, k as u32))).collect();
-                let placement = (0..*f).map(|k| (k as u32, r, k as u32)).collect();
+                // A single-input program gets the features repeated over the whole ring
+                // (free for the client), so that dense layers use the diagonal method.
+                let (period, copies) = if em.spread {
+                    let p = f.max(&1).next_power_of_two();
+                    em.need_period(em.slots);
+                    (Some(p as u32), em.slots / p)
+                } else {
+                    em.need_period(*f);
+                    (None, 1)
+                };
+                let p = period.unwrap_or(0);
+                let placement = (0..copies as u32)
+                    .flat_map(|m| (0..*f as u32).map(move |k| (k, r, k + m * p)))
+                    .collect();
                 Ok((
-                    Value::Features(Features { items }),
+                    Value::Features(Features { items, period }),
                     InputPacking { placement, cts: 1 },
                 ))
             }
@@ -529,6 +710,38 @@ impl Layout for Reference {
         };
         let slot0 = present[0].2;
         let one_per_reg = regs.len() == present.len() && present.iter().all(|x| x.2 == slot0);
+        // Features repeated every P slots (each register's features at distinct slots of
+        // the first period): the diagonal method (baby-step giant-step), about
+        // 2 sqrt(min(P, P_out)) rotations per input register in all.
+        let period = match x {
+            Value::Features(f) => f.period,
+            Value::Spatial(s) => s.period,
+        };
+        if let Some(pin) = period.map(|p| p as usize) {
+            let mut cols: Vec<(Reg, Vec<Option<usize>>)> = vec![];
+            let mut fits = !one_per_reg && present.len() == k;
+            for &(i, r, s) in &present {
+                if s as usize >= pin {
+                    fits = false;
+                    break;
+                }
+                let e = match cols.iter().position(|c| c.0 == r) {
+                    Some(p) => p,
+                    None => {
+                        cols.push((r, vec![None; pin]));
+                        cols.len() - 1
+                    }
+                };
+                if cols[e].1[s as usize].replace(i).is_some() {
+                    fits = false;
+                    break;
+                }
+            }
+            let pout = n.max(1).next_power_of_two();
+            if fits && pout <= em.slots && pin <= em.slots && em.slots.is_multiple_of(pin) {
+                return diagonal_gemm(em, &cols, pin, n, &wt, &bias);
+            }
+        }
         let fresh = freshen_all(em, &regs, false, false)?;
         let map: std::collections::HashMap<Reg, Reg> =
             regs.iter().copied().zip(fresh.iter().copied()).collect();
@@ -560,28 +773,59 @@ impl Layout for Reference {
             }
         } else {
             // Many values per ciphertext: plaintext products, rotate-and-sum to the
-            // smallest slot, then the bias.
+            // smallest slot, then the bias. The feature slots are lo + k * stride; the
+            // sum reads one block of `n_sum * stride` slots. When the ring has room (a
+            // single-input program), `group` outputs share one product and one
+            // rotate-and-sum: output j of a group reads the inputs rotated by j blocks
+            // (hoisted once for all groups) and lands at lo + j * block.
             let lo = present.iter().map(|x| x.2).min().unwrap();
             let hi = present.iter().map(|x| x.2).max().unwrap();
-            let span = ((hi - lo + 1) as usize).next_power_of_two();
-            for (o, &bo) in bias.iter().enumerate() {
+            let stride = present.iter().fold(0u32, |g, x| gcd(g, x.2 - lo)).max(1) as usize;
+            let n_sum = ((hi - lo) as usize / stride + 1).next_power_of_two();
+            let block = n_sum * stride;
+            let room = if em.spread {
+                (em.slots - lo as usize) / block
+            } else {
+                1
+            };
+            let group = room.clamp(1, n.max(1));
+            em.need_period(lo as usize + group * block);
+            // shifted[j][ri]: input register regs[ri] rotated right by j blocks.
+            let mut shifted: Vec<Vec<Reg>> = vec![regs.iter().map(|r| map[r]).collect()];
+            if group > 1 {
+                let steps: Vec<i64> = (1..group).map(|j| -((j * block) as i64)).collect();
+                let k = steps.len();
+                let mut per_j: Vec<Vec<Reg>> = vec![vec![]; k];
+                for &r in &regs {
+                    // Output j - 1 = rot(r, -j * block).
+                    for (j, d) in rotated_copies(em, map[&r], &steps)?.into_iter().enumerate() {
+                        per_j[j].push(d);
+                    }
+                }
+                shifted.extend(per_j);
+            }
+            let outputs: Vec<usize> = (0..n).collect();
+            for chunk in outputs.chunks(group) {
                 let mut srcs = vec![];
                 let mut vecs = vec![];
-                for &r in &regs {
-                    let mut entries: Vec<(u32, f64)> = present
-                        .iter()
-                        .filter(|x| x.1 == r)
-                        .map(|x| (x.2, wt(o, x.0)))
-                        .filter(|e| e.1 != 0.0)
-                        .collect();
-                    entries.sort_by_key(|e| e.0);
-                    if !entries.is_empty() {
-                        srcs.push(map[&r]);
-                        vecs.push(SlotVector { entries });
+                for (j, &o) in chunk.iter().enumerate() {
+                    let off = (j * block) as u32;
+                    for (ri, &r) in regs.iter().enumerate() {
+                        let mut entries: Vec<(u32, f64)> = present
+                            .iter()
+                            .filter(|x| x.1 == r)
+                            .map(|x| (x.2 + off, wt(o, x.0)))
+                            .filter(|e| e.1 != 0.0)
+                            .collect();
+                        entries.sort_by_key(|e| e.0);
+                        if !entries.is_empty() {
+                            srcs.push(shifted[j][ri]);
+                            vecs.push(SlotVector { entries });
+                        }
                     }
                 }
                 let d = if srcs.is_empty() {
-                    // An all-zero row: any input times zero.
+                    // All-zero rows: any input times zero.
                     let src = vec![fresh[0]];
                     em.dot(src, vec![SlotVector { entries: vec![] }], ws)?
                 } else {
@@ -589,16 +833,32 @@ impl Layout for Reference {
                 };
                 // Rotate before the rescale: at ~Delta^3 the key-switching noise vanishes
                 // against the scale (at Delta it would cost several bits).
-                let mut step = span / 2;
+                let mut step = n_sum / 2;
                 while step >= 1 {
-                    let t = em.rotate(d, step as i64);
+                    let t = em.rotate(d, (step * stride) as i64);
                     em.add(d, d, t)?;
                     em.release(t);
                     step /= 2;
                 }
-                em.add_const(d, bo);
+                if chunk.len() == 1 {
+                    em.add_const(d, bias[chunk[0]]);
+                } else {
+                    let entries = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &o)| (lo + (j * block) as u32, bias[o]))
+                        .collect();
+                    em.add_vec(d, SlotVector { entries });
+                }
                 let d = freshen(em, d, true, true)?;
-                out.push(Some((d, lo)));
+                for j in 0..chunk.len() {
+                    out.push(Some((d, lo + (j * block) as u32)));
+                }
+            }
+            for copies in &shifted[1..] {
+                for &c in copies {
+                    em.release(c);
+                }
             }
         }
         for (&r, &f) in regs.iter().zip(&fresh) {
@@ -606,7 +866,10 @@ impl Layout for Reference {
                 em.release(f);
             }
         }
-        Ok(Value::Features(Features { items: out }))
+        Ok(Value::Features(Features {
+            items: out,
+            period: None,
+        }))
     }
 
     fn affine(
@@ -633,7 +896,30 @@ impl Layout for Reference {
             }
             Ok(r)
         };
-        map_channels(em, x, &[mul, add], f)
+        // Features sharing a ciphertext with their own constants: a slot-vector product and
+        // a slot-vector add (zero on every other slot).
+        let fv = |em: &mut Emitter, r: Reg, feats: &[(u32, usize)]| -> Result<Reg, LowerError> {
+            let vector = |v: &[f64]| SlotVector {
+                entries: feats.iter().map(|&(s, c)| (s, per(v, c))).collect(),
+            };
+            let r = if scaled {
+                let x = freshen(em, r, false, false)?;
+                let st = em.state(x);
+                let ws = em.product_scale(st).ok_or_else(|| LowerError::Exhausted {
+                    layer: em.origin().to_string(),
+                })?;
+                let y = em.dot(vec![x], vec![vector(mul)], ws)?;
+                if x != r {
+                    em.release(x);
+                }
+                y
+            } else {
+                em.owned(r, steal)
+            };
+            em.add_vec(r, vector(add));
+            Ok(r)
+        };
+        map_channels(em, x, &[mul, add], f, fv)
     }
 
     fn poly(
@@ -679,7 +965,33 @@ impl Layout for Reference {
             em.add_const(y, per(c0, c));
             Ok(y)
         };
-        map_channels(em, x, &[c0, c1, c2], f)
+        // Features sharing a ciphertext with their own coefficients: slot-vector products
+        // for c2 and c1, a slot-vector add for c0.
+        let fv = |em: &mut Emitter, r: Reg, feats: &[(u32, usize)]| -> Result<Reg, LowerError> {
+            let vector = |v: &[f64]| SlotVector {
+                entries: feats.iter().map(|&(s, c)| (s, per(v, c))).collect(),
+            };
+            let xr = freshen(em, r, steal, true)?;
+            let s = em.state(xr).scale;
+            let mut y = em.square_into(xr);
+            let d = em.delta;
+            if !monic {
+                let y2 = em.dot(vec![y], vec![vector(c2)], d)?;
+                em.release(y);
+                y = y2;
+            }
+            if linear {
+                let t = em.dot(vec![xr], vec![vector(c1)], if monic { s } else { s * d })?;
+                em.add(y, y, t)?;
+                em.release(t);
+            }
+            if xr != r {
+                em.release(xr);
+            }
+            em.add_vec(y, vector(c0));
+            Ok(y)
+        };
+        map_channels(em, x, &[c0, c1, c2], f, fv)
     }
 
     fn add(
@@ -765,7 +1077,8 @@ impl Layout for Reference {
                     let r = pair(em, p.map(|v| v.0), q.map(|v| v.0))?;
                     items.push(r.zip(slot));
                 }
-                Ok(Value::Features(Features { items }))
+                let period = if x.period == y.period { x.period } else { None };
+                Ok(Value::Features(Features { items, period }))
             }
             _ => Err(layout_err(em, "adding an NCHW tensor to a flat one")),
         }
@@ -783,7 +1096,10 @@ impl Layout for Reference {
                         }
                     }
                 }
-                Ok(Value::Features(Features { items }))
+                Ok(Value::Features(Features {
+                    items,
+                    period: s.period,
+                }))
             }
             (Value::Spatial(s), [1, c, h, w]) if (*c, *h, *w) == (s.chans.len(), s.h, s.w) => {
                 Ok(x.clone())
@@ -811,6 +1127,7 @@ impl Layout for Reference {
                     origin: slot as i64,
                     row: 1,
                     col: 1,
+                    period: f.period,
                 }))
             }
             _ => Err(unsupported(
@@ -931,14 +1248,15 @@ impl Layout for Reference {
     }
 }
 
-/// Applies `f` to every non-zero channel of a uniform value, once per register: features
-/// that share a ciphertext must share their coefficients (`coeffs`, per channel), else the
-/// op needs slot-vector constants this layout does not emit (an error).
+/// Applies `f` to every non-zero channel of a uniform value, once per register (`f(em, reg,
+/// channel)`); features that share a ciphertext but not their coefficients (`coeffs`, per
+/// channel) go through `fv(em, reg, [(slot, feature)])`, which uses slot-vector constants.
 fn map_channels(
     em: &mut Emitter,
     x: &Value,
     coeffs: &[&[f64]],
     mut f: impl FnMut(&mut Emitter, Reg, usize) -> Result<Reg, LowerError>,
+    mut fv: impl FnMut(&mut Emitter, Reg, &[(u32, usize)]) -> Result<Reg, LowerError>,
 ) -> Result<Value, LowerError> {
     match x {
         Value::Spatial(s) => {
@@ -957,8 +1275,8 @@ fn map_channels(
             Ok(Value::Spatial(Spatial { chans, ..s.clone() }))
         }
         Value::Features(fe) => {
-            let mut done: std::collections::HashMap<Reg, (usize, Reg)> = Default::default();
-            let mut items = vec![];
+            // The features of each register, in order: (slot, feature index).
+            let mut by_reg: Vec<(Reg, Vec<(u32, usize)>)> = vec![];
             for (c, it) in fe.items.iter().enumerate() {
                 let Some((r, s)) = *it else {
                     return Err(layout_err(
@@ -966,26 +1284,40 @@ fn map_channels(
                         "an elementwise op on an identically zero feature",
                     ));
                 };
-                let out = match done.get(&r) {
-                    Some(&(c0, out)) => {
-                        if coeffs.iter().any(|v| per(v, c0) != per(v, c)) {
-                            return Err(unsupported(
-                                em,
-                                "elementwise",
-                                "per-feature constants on features that share a ciphertext",
-                            ));
-                        }
-                        out
-                    }
-                    None => {
-                        let out = f(em, r, c)?;
-                        done.insert(r, (c, out));
-                        out
-                    }
+                // A replicated value keeps its copies: constants go on every one.
+                let copies: Vec<u32> = match fe.period {
+                    Some(p) => (0..em.slots as u32 / p).map(|m| s + m * p).collect(),
+                    None => vec![s],
                 };
-                items.push(Some((out, s)));
+                for s in copies {
+                    match by_reg.iter_mut().find(|e| e.0 == r) {
+                        Some(e) => e.1.push((s, c)),
+                        None => by_reg.push((r, vec![(s, c)])),
+                    }
+                }
             }
-            Ok(Value::Features(Features { items }))
+            let mut done: std::collections::HashMap<Reg, Reg> = Default::default();
+            for (r, feats) in &by_reg {
+                let c0 = feats[0].1;
+                let uniform = feats
+                    .iter()
+                    .all(|&(_, c)| coeffs.iter().all(|v| per(v, c0) == per(v, c)));
+                let out = if uniform {
+                    f(em, *r, c0)?
+                } else {
+                    fv(em, *r, feats)?
+                };
+                done.insert(*r, out);
+            }
+            let items = fe
+                .items
+                .iter()
+                .map(|it| it.map(|(r, s)| (done[&r], s)))
+                .collect();
+            Ok(Value::Features(Features {
+                items,
+                period: fe.period,
+            }))
         }
     }
 }

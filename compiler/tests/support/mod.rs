@@ -60,3 +60,15 @@ pub fn two_tap_program(
         origins,
     }
 }
+
+/// `fhec eval PROG --eval EVK --input CT -o OUT` as an argument list (+ `extra`).
+#[allow(dead_code)]
+pub fn eval_args<'a>(prog: &'a str, evk: &'a str, ct: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec!["eval", prog, "--eval", evk, "--input", ct, "-o", out]
+}
+
+/// `fhec decrypt PROG --secret SK --input CT --json` as an argument list.
+#[allow(dead_code)]
+pub fn decrypt_json_args<'a>(prog: &'a str, sk: &'a str, ct: &'a str) -> Vec<&'a str> {
+    vec!["decrypt", prog, "--secret", sk, "--input", ct, "--json"]
+}

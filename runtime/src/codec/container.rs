@@ -7,7 +7,6 @@
 
 use crate::error::{Error, Result};
 use serde::{de::DeserializeOwned, Serialize};
-use zeroize::Zeroize;
 
 /// File magic.
 pub const MAGIC: [u8; 4] = *b"FHEC";
@@ -61,14 +60,46 @@ pub struct Header {
     pub params_id: [u8; 32],
 }
 
-/// Serialises `body` into a complete file.
+/// Serialises `body` into a complete file: one buffer of the exact final size, the body
+/// written straight after the header (no intermediate copy: key bundles are large, and a
+/// secret key's bytes exist once, in the caller's buffer).
 pub fn encode<T: Serialize>(header: &Header, body: &T) -> Result<Vec<u8>> {
-    let mut body = postcard::to_allocvec(body)
-        .map_err(|e| Error::Corrupt(format!("cannot serialise {}: {e}", header.kind.name())))?;
-    let out = seal(header, &body);
-    // The intermediate buffer may hold a secret key: wipe it before it is freed.
-    body.zeroize();
+    let cannot = |e: postcard::Error| {
+        Error::Corrupt(format!("cannot serialise {}: {e}", header.kind.name()))
+    };
+    let len = body_len(body).map_err(cannot)?;
+    let mut out = Vec::with_capacity(HEADER_LEN + len + CHECKSUM_LEN);
+    write_header(&mut out, header, len);
+    let mut out = postcard::to_extend(body, out).map_err(cannot)?;
+    if out.len() != HEADER_LEN + len {
+        return Err(Error::Corrupt(format!(
+            "{}: serialised size changed while writing",
+            header.kind.name()
+        )));
+    }
+    let sum = blake3::hash(&out);
+    out.extend_from_slice(sum.as_bytes());
     Ok(out)
+}
+
+/// The size in bytes of the file [`encode`] would write, without writing it.
+pub fn encoded_len<T: Serialize>(body: &T) -> Result<usize> {
+    let len = body_len(body).map_err(|e| Error::Corrupt(format!("cannot measure a body: {e}")))?;
+    Ok(HEADER_LEN + len + CHECKSUM_LEN)
+}
+
+fn body_len<T: Serialize>(body: &T) -> postcard::Result<usize> {
+    postcard::serialize_with_flavor(body, postcard::ser_flavors::Size::default())
+}
+
+fn write_header(out: &mut Vec<u8>, header: &Header, body_len: usize) {
+    out.extend_from_slice(&MAGIC);
+    out.push(header.kind as u8);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.push(0);
+    out.extend_from_slice(&header.key_set);
+    out.extend_from_slice(&header.params_id);
+    out.extend_from_slice(&(body_len as u64).to_le_bytes());
 }
 
 /// Wraps an already serialised body in the header and checksum (what [`encode`] does
@@ -76,13 +107,7 @@ pub fn encode<T: Serialize>(header: &Header, body: &T) -> Result<Vec<u8>> {
 /// checksum).
 pub fn seal(header: &Header, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + body.len() + CHECKSUM_LEN);
-    out.extend_from_slice(&MAGIC);
-    out.push(header.kind as u8);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.push(0);
-    out.extend_from_slice(&header.key_set);
-    out.extend_from_slice(&header.params_id);
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    write_header(&mut out, header, body.len());
     out.extend_from_slice(body);
     let sum = blake3::hash(&out);
     out.extend_from_slice(sum.as_bytes());

@@ -4,7 +4,7 @@
 pub mod container;
 pub mod objects;
 
-pub use container::{decode, encode, seal, FileKind, Header, FORMAT_VERSION};
+pub use container::{decode, encode, encoded_len, seal, FileKind, Header, FORMAT_VERSION};
 pub use objects::*;
 
 #[cfg(test)]

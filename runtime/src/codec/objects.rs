@@ -10,7 +10,7 @@ use crate::ckks::encryptor::expand_seed;
 use crate::ckks::keys::{EvalKeys, KeyDigit, PublicKey, SecretKey, SwitchingKey};
 use crate::ckks::params::Params;
 use crate::ckks::plaintext::Ciphertext;
-use crate::codec::container::{decode, encode, FileKind, Header};
+use crate::codec::container::{decode, encode, encoded_len, FileKind, Header};
 use crate::error::{Error, Result};
 use crate::math::poly::RnsPoly;
 use crate::math::sampling::Csprng;
@@ -32,6 +32,19 @@ struct SwitchingKeyWire {
 struct EvalKeysWire {
     relin: Option<SwitchingKeyWire>,
     galois: Vec<(u64, SwitchingKeyWire)>,
+}
+
+/// The same wire form, borrowing the keys' residues (serialising makes no copy of them).
+#[derive(Serialize)]
+struct SwitchingKeyWireRef<'a> {
+    level: u32,
+    digits: Vec<(&'a [u64], [u8; 32])>,
+}
+
+#[derive(Serialize)]
+struct EvalKeysWireRef<'a> {
+    relin: Option<SwitchingKeyWireRef<'a>>,
+    galois: Vec<(u64, SwitchingKeyWireRef<'a>)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -149,17 +162,6 @@ pub fn secret_key_from_bytes(bytes: &[u8], ctx: &Context) -> Result<SecretKey> {
     })
 }
 
-fn switching_key_to_wire(k: &SwitchingKey) -> SwitchingKeyWire {
-    SwitchingKeyWire {
-        level: k.level as u32,
-        digits: k
-            .digits
-            .iter()
-            .map(|d| (d.b.data().to_vec(), d.seed))
-            .collect(),
-    }
-}
-
 fn switching_key_from_wire(ctx: &Context, w: SwitchingKeyWire, what: &str) -> Result<SwitchingKey> {
     let level = w.level as usize;
     if level > ctx.max_level() {
@@ -188,25 +190,50 @@ fn switching_key_from_wire(ctx: &Context, w: SwitchingKeyWire, what: &str) -> Re
     Ok(SwitchingKey { level, digits })
 }
 
+fn switching_key_wire(k: &SwitchingKey) -> SwitchingKeyWireRef<'_> {
+    SwitchingKeyWireRef {
+        level: k.level as u32,
+        digits: k.digits.iter().map(|d| (d.b.data(), d.seed)).collect(),
+    }
+}
+
+fn eval_keys_wire(k: &EvalKeys) -> EvalKeysWireRef<'_> {
+    let key = switching_key_wire;
+    EvalKeysWireRef {
+        relin: k.relin.as_ref().map(key),
+        galois: k.galois.iter().map(|(&g, sk)| (g, key(sk))).collect(),
+    }
+}
+
 pub fn eval_keys_to_bytes(k: &EvalKeys) -> Result<Vec<u8>> {
-    let wire = EvalKeysWire {
-        relin: k.relin.as_ref().map(switching_key_to_wire),
-        galois: k
-            .galois
-            .iter()
-            .map(|(&g, key)| (g, switching_key_to_wire(key)))
-            .collect(),
-    };
     let h = Header {
         kind: FileKind::EvalKeys,
         key_set: k.key_set,
         params_id: k.params_id,
     };
-    encode(&h, &wire)
+    encode(&h, &eval_keys_wire(k))
+}
+
+/// The size of the file [`eval_keys_to_bytes`] writes, computed without writing it.
+pub fn eval_keys_len(k: &EvalKeys) -> Result<u64> {
+    Ok(encoded_len(&eval_keys_wire(k))? as u64)
 }
 
 pub fn eval_keys_from_bytes(bytes: &[u8], ctx: &Context) -> Result<EvalKeys> {
     let (h, wire): (_, EvalKeysWire) = decode(bytes, FileKind::EvalKeys)?;
+    eval_keys_from_wire(h, wire, ctx)
+}
+
+/// As [`eval_keys_from_bytes`], taking the file's bytes and freeing them once decoded,
+/// before the keys' uniform parts are expanded from their seeds (the server's peak memory
+/// is then the keys, not the keys plus the file).
+pub fn eval_keys_from_file(bytes: Vec<u8>, ctx: &Context) -> Result<EvalKeys> {
+    let (h, wire): (_, EvalKeysWire) = decode(&bytes, FileKind::EvalKeys)?;
+    drop(bytes);
+    eval_keys_from_wire(h, wire, ctx)
+}
+
+fn eval_keys_from_wire(h: Header, wire: EvalKeysWire, ctx: &Context) -> Result<EvalKeys> {
     check_params(ctx, &h)?;
     let relin = wire
         .relin

@@ -13,7 +13,10 @@ fn keys_and_ciphertexts_round_trip() {
     assert_eq!(&p, ctx.params());
 
     let sk = secret_key_from_bytes(&secret_key_to_bytes(&s.sk).unwrap(), ctx).unwrap();
-    let keys = eval_keys_from_bytes(&eval_keys_to_bytes(&s.keys).unwrap(), ctx).unwrap();
+    let evk = eval_keys_to_bytes(&s.keys).unwrap();
+    // The size is known without writing the file.
+    assert_eq!(eval_keys_len(&s.keys).unwrap(), evk.len() as u64);
+    let keys = eval_keys_from_bytes(&evk, ctx).unwrap();
     assert_eq!(keys, s.keys);
     let pk_bytes = public_key_to_bytes(&s.pk, ctx.params().id()).unwrap();
     let pk = public_key_from_bytes(&pk_bytes, ctx).unwrap();

@@ -186,6 +186,14 @@ impl<'a> Executor<'a> {
                 ev.add_const_assign(&mut x, *value)?;
                 regs[*reg as usize] = Some(x);
             }
+            Instr::AddVec { reg, vector } => {
+                let mut x = take(regs, *reg)?;
+                let slots = self.ctx.params().slots();
+                let values = self.program.vectors[*vector as usize].to_values(slots);
+                let pt = Encoder::new(self.ctx).encode(&values, x.scale, x.level())?;
+                ev.add_plain_assign(&mut x, &pt)?;
+                regs[*reg as usize] = Some(x);
+            }
             Instr::Rescale { reg } => {
                 let mut x = take(regs, *reg)?;
                 ev.rescale_assign(&mut x)?;

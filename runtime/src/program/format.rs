@@ -219,6 +219,11 @@ impl Program {
             if regs.into_iter().any(|r| r >= self.registers) {
                 return bad(format!("instruction {k} names a register out of range"));
             }
+            if let Instr::AddVec { vector, .. } = ins {
+                if *vector >= self.vectors.len() as u32 {
+                    return bad(format!("instruction {k}: AddVec names an unknown vector"));
+                }
+            }
             if let Instr::Dot(d) = ins {
                 let nv = self.vectors.len() as u32;
                 if d.srcs.len() != d.vectors.len() || d.vectors.iter().any(|&v| v >= nv) {

@@ -98,6 +98,14 @@ pub enum Instr {
     Free {
         reg: Reg,
     },
+    // New variants go last: the wire form numbers variants in order, so programs written
+    // before them still load.
+    /// r = r + the plaintext slot vector `Program::vectors[vector]`, encoded at r's scale
+    /// (per-slot constants: a bias or polynomial coefficient per feature sharing r).
+    AddVec {
+        reg: Reg,
+        vector: u32,
+    },
 }
 
 impl Instr {
@@ -111,6 +119,7 @@ impl Instr {
             | Instr::MulConst { reg, .. }
             | Instr::MulInt { reg, .. }
             | Instr::AddConst { reg, .. }
+            | Instr::AddVec { reg, .. }
             | Instr::Rescale { reg }
             | Instr::DropTo { reg, .. } => vec![*reg],
             Instr::SquareInto { src, .. } | Instr::Rotate { src, .. } | Instr::Copy { src, .. } => {
@@ -133,6 +142,7 @@ impl Instr {
             | Instr::MulConst { reg, .. }
             | Instr::MulInt { reg, .. }
             | Instr::AddConst { reg, .. }
+            | Instr::AddVec { reg, .. }
             | Instr::Rescale { reg }
             | Instr::DropTo { reg, .. } => vec![*reg],
             Instr::Free { .. } => vec![],
@@ -149,6 +159,7 @@ impl Instr {
             Instr::MulConst { .. } => "MulConst",
             Instr::MulInt { .. } => "MulInt",
             Instr::AddConst { .. } => "AddConst",
+            Instr::AddVec { .. } => "AddVec",
             Instr::Rescale { .. } => "Rescale",
             Instr::DropTo { .. } => "DropTo",
             Instr::Rotate { .. } => "Rotate",

@@ -90,7 +90,8 @@ impl KeyRequirements {
                 }
                 Instr::MulConst { reg, .. }
                 | Instr::MulInt { reg, .. }
-                | Instr::AddConst { reg, .. } => {
+                | Instr::AddConst { reg, .. }
+                | Instr::AddVec { reg, .. } => {
                     read(*reg, &level)?;
                 }
                 Instr::Rescale { reg } => {
