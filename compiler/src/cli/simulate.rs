@@ -151,6 +151,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let p = load(&a)?;
+    if p.input.shape.first().is_some_and(|&b| b > 1) {
+        bail!(
+            "{} takes a batch of {} inputs; simulate the program compiled without --batch \
+             (the same per-image function)",
+            a.program.display(),
+            p.input.shape[0]
+        );
+    }
     let t0 = Instant::now();
     let sim = Simulator::new(&p, &SimOptions::default())
         .with_context(|| format!("preparing {}", a.program.display()))?;

@@ -211,6 +211,12 @@ enum Op {
         exact: f64,
         round: f64,
     },
+    /// r += a plaintext slot vector (its values on the live slots) with its encoding noise.
+    AddVec {
+        reg: Reg,
+        values: Vec<f64>,
+        var: f64,
+    },
     Rescale {
         reg: Reg,
         var: f64,
@@ -455,6 +461,10 @@ impl Simulator {
                         rounded_const(*value, s.1)?;
                         (s, s)
                     }
+                    Instr::AddVec { reg, .. } => {
+                        let s = get(*reg, &state)?;
+                        (s, s)
+                    }
                     Instr::Rescale { reg } => {
                         let (lv, sc) = get(*reg, &state)?;
                         if lv == 0 {
@@ -565,6 +575,7 @@ impl Simulator {
                 | Instr::MulConst { reg, .. }
                 | Instr::MulInt { reg, .. }
                 | Instr::AddConst { reg, .. }
+                | Instr::AddVec { reg, .. }
                 | Instr::Rescale { reg }
                 | Instr::DropTo { reg, .. } => {
                     let u = take(&mut live, *reg);
@@ -809,6 +820,17 @@ impl Simulator {
                     },
                     bound,
                 ),
+                Instr::AddVec { reg, vector } => {
+                    let v = program.vectors[*vector as usize].to_values(slots);
+                    (
+                        Op::AddVec {
+                            reg: *reg,
+                            values: lst.iter().map(|&p| v[p as usize]).collect(),
+                            var: nm.slot(1.0 / 12.0, sc),
+                        },
+                        bound,
+                    )
+                }
                 Instr::Rescale { reg } => (
                     Op::Rescale {
                         reg: *reg,
@@ -1005,6 +1027,15 @@ impl Simulator {
                     let x = regs[*reg as usize].as_mut().ok_or_else(|| empty(*reg))?;
                     for &p in live {
                         x[p as usize] += c;
+                    }
+                    check(x, live, st.bound, st.origin, &mut wrapped);
+                }
+                Op::AddVec { reg, values, var } => {
+                    let sd = var.sqrt();
+                    let x = regs[*reg as usize].as_mut().ok_or_else(|| empty(*reg))?;
+                    for (&p, &v) in live.iter().zip(values) {
+                        let n = if noisy { sd * rng.next() } else { 0.0 };
+                        x[p as usize] += v + n;
                     }
                     check(x, live, st.bound, st.origin, &mut wrapped);
                 }
@@ -1267,6 +1298,7 @@ mod tests {
             Instr::Rescale { reg: 3 },
             Instr::Rescale { reg: 3 },
             Instr::AddConst { reg: 2, value: 0.5 },
+            Instr::AddVec { reg: 2, vector: 0 },
             Instr::Rotate {
                 dst: 4,
                 src: 3,
@@ -1379,18 +1411,12 @@ mod tests {
             }
             y
         };
-        let r2 = |p: usize| lin(0, p).powi(2) + 0.5;
+        let vec = |p: usize| if p < 40 { 1.0 - p as f64 / 50.0 } else { 0.0 };
+        let r2 = |p: usize| lin(0, p).powi(2) + 0.5 + vec(p);
         let r3 = |p: usize| lin(1, p) * 0.75;
         let sum = |p: usize| r2(p) + r3((p + 2) % s);
         let mut out: Vec<f64> = (0..8).map(|k| sum(4 * k)).collect();
-        out.extend((0..8).map(|k| {
-            let p = 4 * k;
-            if p < 40 {
-                (1.0 - p as f64 / 50.0) * sum(p)
-            } else {
-                0.0
-            }
-        }));
+        out.extend((0..8).map(|k| vec(4 * k) * sum(4 * k)));
         out
     }
 
