@@ -85,14 +85,30 @@ struct Record {
     exact_top1: usize,
     sim_top1: usize,
     /// log2(max(1, max|exact|) / max|sim - exact|).
+    #[serde(deserialize_with = "nan_if_null")]
     bits: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     max_abs_error: f64,
     /// Layer where a value would wrap around under encryption.
     #[serde(skip_serializing_if = "Option::is_none")]
     wrapped: Option<String>,
+    #[serde(deserialize_with = "nans_if_null")]
     exact: Vec<f64>,
+    #[serde(deserialize_with = "nans_if_null")]
     sim: Vec<f64>,
     seconds: f64,
+}
+
+/// JSON writes non-finite numbers (a diverging image's logits) as null: read them back.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+fn nans_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    Ok(Vec::<Option<f64>>::deserialize(d)?
+        .into_iter()
+        .map(|x| x.unwrap_or(f64::NAN))
+        .collect())
 }
 
 fn load(a: &Args) -> anyhow::Result<Program> {
