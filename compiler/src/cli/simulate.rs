@@ -440,3 +440,31 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_with_non_finite_values_read_back() {
+        let r = Record {
+            index: 7,
+            label: Some(3),
+            exact_top1: 0,
+            sim_top1: 1,
+            bits: f64::NAN,
+            max_abs_error: f64::INFINITY,
+            wrapped: Some("layer".into()),
+            exact: vec![1.0, f64::INFINITY],
+            sim: vec![f64::NAN, 2.0],
+            seconds: 0.5,
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        let back: Record = serde_json::from_str(&line).unwrap();
+        assert_eq!((back.index, back.label, back.sim_top1), (7, Some(3), 1));
+        assert!(back.bits.is_nan() && back.max_abs_error.is_nan());
+        assert_eq!(back.exact[0], 1.0);
+        assert!(back.exact[1].is_nan() && back.sim[0].is_nan());
+        assert_eq!(back.sim[1], 2.0);
+    }
+}
