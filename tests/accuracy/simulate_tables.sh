@@ -27,6 +27,5 @@ for cfg in ${CONFIGS:-none slice:8 slice:16 slice:32 slice:64 slice:1024 full:16
   fi
   nice -n 10 "$fhec" simulate "$base.fheprog" --cifar10-test --seed 0 \
     --out "$base.jsonl" --resume --json > "$base.summary.json" 2> "$base.sim.log"
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], d['images'], d['sim_top1_pct'], d['exact_top1_pct'], d['agreement_pct'], round(d['worst_bits'], 2), round(d['median_bits'], 2), d['wrapped'])" "$base.summary.json" "$cfg" 2>/dev/null \
-    || grep -o '"sim_top1_pct": [0-9.]*' "$base.summary.json"
+  echo "$cfg: $(grep -oE '"(sim_top1_pct|exact_top1_pct|agreement_pct|worst_bits|median_bits|wrapped)": [^,]*' "$base.summary.json" | tr '\n' ' ')"
 done
