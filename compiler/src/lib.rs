@@ -1,5 +1,6 @@
 //! ONNX importer, pass pipeline and lowering to the runtime's program format.
 
+pub mod cifar;
 pub mod e2e;
 pub mod fuzzing;
 pub mod image;

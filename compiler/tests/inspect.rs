@@ -70,3 +70,32 @@ fn table_and_relu_error() {
     assert!(!ok);
     assert!(err.contains("Relu"), "{err}");
 }
+
+/// With `--cluster slice:4` every conv layer has at most 4 distinct weights per kernel
+/// column, and sharing them would save products; unclustered, the random weights share
+/// nothing.
+#[test]
+fn weight_sharing_shows_k_per_layer() {
+    let model = "models/onnx/resnet20_quad_random.onnx";
+    let layers = |extra: &[&str]| {
+        let mut args = vec!["inspect", model, "--json"];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = fhec(&args);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["weight_sharing"].as_array().unwrap().clone()
+    };
+    let clustered = layers(&["--cluster", "slice:4"]);
+    assert_eq!(clustered.len(), 19, "ResNet-20 has 19 3x3 convolutions");
+    for l in &clustered {
+        assert!(l["per_column"].as_u64().unwrap() <= 4, "{l}");
+        assert!(l["grouped"].as_u64() < l["products"].as_u64(), "{l}");
+    }
+    let plain = layers(&[]);
+    let saved: u64 = plain
+        .iter()
+        .map(|l| l["products"].as_u64().unwrap() - l["grouped"].as_u64().unwrap())
+        .sum();
+    let total: u64 = plain.iter().map(|l| l["products"].as_u64().unwrap()).sum();
+    assert!(saved * 100 < total, "{saved} of {total}");
+}

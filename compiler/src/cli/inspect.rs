@@ -1,13 +1,16 @@
-//! `fhec inspect MODEL.onnx [--log-n 15] [--json] [--passes]`: run the rewrite passes, the
-//! level annotator and the parameter selection, and show the result: one row per layer
-//! (op, level in and out, scale, primes consumed, fused-from), totals, the parameter set
-//! and estimated key and ciphertext sizes.
+//! `fhec inspect MODEL.onnx|P.fheprog [--log-n 15] [--json] [--passes] [--cluster
+//! slice:K|full:K]`: run the rewrite passes (and the clustering), the level annotator and
+//! the parameter selection, and show the result: one row per layer (op, level in and out,
+//! scale, primes consumed, fused-from), totals, the parameter set, estimated key and
+//! ciphertext sizes, and per conv layer of the lowered program its weight sharing:
+//! distinct weights (K after clustering, per layer and per kernel column) and the
+//! products that adding the rotated inputs sharing a weight first would save.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use compiler::onnx::{import_path, ImportOptions};
-use compiler::pipeline::{plan, security_bits};
+use compiler::pipeline::{plan_clustered, security_bits};
 use passes::select_params::ParamRequest;
 use serde_json::json;
 
@@ -30,6 +33,120 @@ pub struct Args {
     /// Fixed shape of a graph input, e.g. 1,3,32,32 (repeat once per input, in order).
     #[arg(long = "input-shape", value_parser = super::parse_shape)]
     input_shape: Vec<Vec<usize>>,
+    /// Cluster the conv weights as `fhec compile --cluster` does (slice:K or full:K).
+    #[arg(long)]
+    cluster: Option<passes::cluster::ClusterSpec>,
+}
+
+/// Weight sharing of one layer's `Linear`s (convolutions): distinct weight values and the
+/// products that adding the rotated inputs that share a weight first would save.
+#[derive(serde::Serialize)]
+struct Sharing {
+    layer: String,
+    /// Distinct non-zero weights in the layer, and the most in one kernel column.
+    distinct: usize,
+    per_column: usize,
+    /// Non-zero (output, input, tap) products as the executor computes them.
+    products: usize,
+    /// Products when the terms sharing a weight are added first: per output, one per
+    /// distinct weight over its unmasked taps, one per (masked tap, distinct weight).
+    grouped: usize,
+    /// Distinct (mask, weight) plaintexts the masked taps need.
+    plaintexts: usize,
+}
+
+fn sharing(p: &runtime::program::Program) -> Vec<Sharing> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut rows: BTreeMap<usize, Sharing> = BTreeMap::new();
+    let mut first: BTreeMap<&str, usize> = BTreeMap::new();
+    // Per layer: all distinct weights, and those of each kernel column.
+    type Distinct = (BTreeSet<u64>, BTreeMap<usize, BTreeSet<u64>>);
+    let mut values: BTreeMap<usize, Distinct> = BTreeMap::new();
+    let mut plains: BTreeMap<usize, BTreeSet<(u32, u64)>> = BTreeMap::new();
+    for (k, (ins, origin)) in p.instrs.iter().zip(&p.origins).enumerate() {
+        let runtime::program::Instr::Linear(l) = ins else {
+            continue;
+        };
+        if l.weight_scale <= 1.0 || l.steps.len() < 2 {
+            continue; // a pool sum or a dense layer (clustering is for convolutions)
+        }
+        let idx = *first.entry(origin.as_str()).or_insert(k);
+        let row = rows.entry(idx).or_insert_with(|| Sharing {
+            layer: origin.clone(),
+            distinct: 0,
+            per_column: 0,
+            products: 0,
+            grouped: 0,
+            plaintexts: 0,
+        });
+        let taps = l.steps.len();
+        let side = (taps as f64).sqrt().round() as usize;
+        let kw = if side * side == taps { side } else { 1 };
+        let (all, cols) = values.entry(idx).or_default();
+        let pl = plains.entry(idx).or_default();
+        let nsrc = l.srcs.len();
+        for o in 0..l.dsts.len() {
+            let mut unmasked = BTreeSet::new();
+            let mut masked: BTreeMap<usize, BTreeSet<u64>> = BTreeMap::new();
+            for i in 0..nsrc {
+                for t in 0..taps {
+                    let w = l.weights[(o * nsrc + i) * taps + t];
+                    if w == 0.0 {
+                        continue;
+                    }
+                    row.products += 1;
+                    all.insert(w.to_bits());
+                    cols.entry(t % kw).or_default().insert(w.to_bits());
+                    match l.masks[t] {
+                        None => {
+                            unmasked.insert(w.to_bits());
+                        }
+                        Some(m) => {
+                            masked.entry(t).or_default().insert(w.to_bits());
+                            pl.insert((m, w.to_bits()));
+                        }
+                    }
+                }
+            }
+            row.grouped += unmasked.len() + masked.values().map(|v| v.len()).sum::<usize>();
+        }
+    }
+    for (idx, row) in rows.iter_mut() {
+        let (all, cols) = &values[idx];
+        row.distinct = all.len();
+        row.per_column = cols.values().map(|c| c.len()).max().unwrap_or(0);
+        row.plaintexts = plains[idx].len();
+    }
+    rows.into_values().collect()
+}
+
+fn sharing_table(rows: &[Sharing]) -> String {
+    let mut out = format!(
+        "{:<40} {:>9} {:>10} {:>9} {:>9} {:>7} {:>11}\n",
+        "conv layer", "distinct", "per column", "products", "grouped", "saved", "plaintexts"
+    );
+    let (mut tp, mut tg) = (0, 0);
+    for r in rows {
+        out += &format!(
+            "{:<40} {:>9} {:>10} {:>9} {:>9} {:>6.1}% {:>11}\n",
+            r.layer,
+            r.distinct,
+            r.per_column,
+            r.products,
+            r.grouped,
+            100.0 * (r.products - r.grouped) as f64 / r.products.max(1) as f64,
+            r.plaintexts
+        );
+        tp += r.products;
+        tg += r.grouped;
+    }
+    out += &format!(
+        "weight sharing: {tp} products as executed, {tg} if the rotated inputs sharing a weight \
+         were added first ({:.1}% fewer); the executor multiplies each term by its integer or \
+         cached plaintext weight\n",
+        100.0 * (tp - tg) as f64 / tp.max(1) as f64
+    );
+    out
 }
 
 fn mib(b: u64) -> String {
@@ -64,11 +181,13 @@ fn inspect_program(a: &Args) -> anyhow::Result<()> {
             "input": {"shape": p.input.shape, "ciphertexts": p.input.cts, "level": p.input.level, "log_scale": p.input.scale.log2()},
             "output": {"shape": p.output.shape, "registers": p.output.placement.iter().map(|x| x.1).collect::<std::collections::BTreeSet<_>>().len()},
             "bytes": bytes.len(),
+            "weight_sharing": sharing(&p),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     print!("{}", super::compile::summary(&p)?);
+    print!("{}", sharing_table(&sharing(&p)));
     let keys: Vec<String> = req
         .rotations
         .iter()
@@ -93,7 +212,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         force_log_n: a.log_n,
         ..Default::default()
     };
-    let p = plan(imp.graph, &req).with_context(|| format!("planning {}", a.model.display()))?;
+    let p = plan_clustered(imp.graph, &req, a.cluster.as_ref())
+        .with_context(|| format!("planning {}", a.model.display()))?;
     let g = &p.rewritten.graph;
     let ps = &p.params;
     let d = ps.log_delta;
@@ -110,7 +230,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 |_, _, _| {},
             )?;
             let req = runtime::program::KeyRequirements::of(&prog)?;
-            Ok(req.signed_steps(prog.params.slots()))
+            Ok((req.signed_steps(prog.params.slots()), sharing(&prog)))
         });
     let layers: Vec<_> = p
         .plan
@@ -161,7 +281,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "log_qp": ps.log_qp,
             "max_log_qp": ps.max_log_qp,
             "security_bits": sec,
-            "rotation_steps": lowered.as_ref().ok(),
+            "rotation_steps": lowered.as_ref().ok().map(|l| &l.0),
+            "weight_sharing": lowered.as_ref().ok().map(|l| &l.1),
             "lowering_error": lowered.as_ref().err().map(|e| format!("{e:#}")),
             "prediction": ps.prediction,
             "considered": ps.considered,
@@ -291,11 +412,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
     );
     match &lowered {
-        Ok(steps) => println!(
-            "rotation keys of the lowered program ({}): {:?}",
-            steps.len(),
-            steps
-        ),
+        Ok((steps, share)) => {
+            println!(
+                "rotation keys of the lowered program ({}): {:?}",
+                steps.len(),
+                steps
+            );
+            print!("{}", sharing_table(share));
+        }
         Err(e) => println!("lowering (reference layout): {e:#}"),
     }
     Ok(())

@@ -12,6 +12,7 @@ mod inspect;
 mod interpret;
 mod keygen;
 mod run;
+mod simulate;
 
 /// fhec: compile ONNX CNNs to leveled RNS-CKKS programs.
 #[derive(Parser)]
@@ -42,6 +43,9 @@ enum Cmd {
     Eval(eval::Args),
     /// Client: decrypt a program's encrypted output.
     Decrypt(decrypt::Args),
+    /// Run a .fheprog on plaintext slots with the encrypted run's rounding and a CKKS
+    /// noise model (accuracy on the CIFAR-10 test set without encrypting it).
+    Simulate(simulate::Args),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -55,6 +59,7 @@ pub fn run() -> anyhow::Result<()> {
         Cmd::Encrypt(a) => encrypt::run(a),
         Cmd::Eval(a) => eval::run(a),
         Cmd::Decrypt(a) => decrypt::run(a),
+        Cmd::Simulate(a) => simulate::run(a),
     }
 }
 

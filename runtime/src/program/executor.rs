@@ -217,9 +217,12 @@ impl<'a> Executor<'a> {
 
     fn linear(&self, ev: &Evaluator, l: &Linear, regs: &mut [Option<Ciphertext>]) -> Result<()> {
         let ctx = self.ctx;
-        let first = regs[l.srcs[0] as usize]
-            .as_ref()
-            .ok_or_else(|| empty(l.srcs[0]))?;
+        // A Linear without inputs passes `Program::validate` (no weights either): refuse it.
+        let &s0 = l
+            .srcs
+            .first()
+            .ok_or_else(|| Error::Corrupt("Linear without inputs".into()))?;
+        let first = regs[s0 as usize].as_ref().ok_or_else(|| empty(s0))?;
         let (level, in_scale, key_set) = (first.level(), first.scale, first.key_set);
         let n = ctx.n();
         let tables = ctx.q_tables(level);

@@ -8,11 +8,13 @@ pub mod format;
 pub mod instr;
 mod linear_tiled;
 pub mod requirements;
+pub mod simulate;
 
 pub use executor::Executor;
 pub use format::{ImageNormalization, InputLayout, OutputLayout, Program, SlotMask, SlotVector};
 pub use instr::{Dot, Instr, Linear, Reg};
 pub use requirements::KeyRequirements;
+pub use simulate::{Mode, SimOptions, SimOutput, Simulator};
 
 #[cfg(test)]
 mod tests;
