@@ -1,4 +1,4 @@
-"""Regenerates the "### Runs" part of docs/ACCURACY.md (up to "## Random-weight") from
+"""Regenerates the "### Runs" part of docs/ACCURACY.md (up to the next "## " section) from
 models/runs/<run>.log: a status table and each run's per-epoch table (models/log_table.py).
     python3 models/update_accuracy_runs.py "r20_quad_s0=finished ..." "r32_quad_s0=training ..."
 (runs not named are "queued")."""
@@ -28,5 +28,5 @@ for name, desc in runs:
 text = "\n".join(out) + "\n\nPer-epoch figures (training columns: clamp and batch statistics; test columns: eval mode, no clamp, full test set). The logs of r20_quad_s0 and r32_quad_s0 were written before evaluate.py counted images with non-finite logits as wrong, so their test top-1 may be up to (NaN images) / 100 points too high (for r20_quad_s0's epoch 15: 87.28 % logged, 87.27 % exact).\n\n" + "\n".join(tables)
 p = ROOT / "docs" / "ACCURACY.md"; s = p.read_text()
 a = s.index("### Runs") if "### Runs" in s else s.index("RUNS_PLACEHOLDER")
-b = s.index("## Random-weight quadratic")
+b = s.index("\n## ", a) + 1  # the next top-level section after the runs
 p.write_text(s[:a] + text + "\n" + s[b:])
