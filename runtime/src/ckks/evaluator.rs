@@ -22,7 +22,7 @@ pub struct Evaluator<'a> {
     keys: Option<&'a EvalKeys>,
 }
 
-fn scales_match(a: f64, b: f64) -> Result<()> {
+pub(crate) fn scales_match(a: f64, b: f64) -> Result<()> {
     if ((a - b) / a).abs() > SCALE_TOLERANCE {
         return Err(Error::ScaleMismatch {
             a,

@@ -534,11 +534,12 @@ fn round_support(support: &[f64], w: f64, scale: f64) -> Result<Vec<i64>> {
         .collect()
 }
 
-fn empty(r: Reg) -> Error {
+pub(crate) fn empty(r: Reg) -> Error {
     Error::Corrupt(format!("register {r} is empty"))
 }
 
-fn annotate(e: Error, origin: &str) -> Error {
+/// Names the layer in level and scale errors.
+pub(crate) fn annotate(e: Error, origin: &str) -> Error {
     match e {
         Error::LevelExhausted => Error::LevelMismatch(format!(
             "level budget exhausted at layer {origin}: no prime left to rescale"

@@ -41,13 +41,12 @@
 //! wrap around under encryption: the first layer where that happens is reported
 //! ([`SimOutput::wrapped`]), the simulation itself continues in f64.
 
+use crate::ckks::evaluator::scales_match;
 use crate::error::{Error, Result};
+use crate::program::executor::{annotate, empty};
 use crate::program::format::Program;
 use crate::program::instr::{Instr, Reg};
 use crate::program::requirements::KeyRequirements;
-
-/// Relative tolerance when comparing scales (the evaluator's).
-const SCALE_TOLERANCE: f64 = 1e-9;
 
 /// Variance of the rounded Gaussian error (sigma 3.2, tails cut at 6 sigma).
 const ERROR_VAR: f64 = 3.2 * 3.2 + 1.0 / 12.0;
@@ -299,34 +298,6 @@ impl Bits {
         }
         v
     }
-}
-
-fn annotate(e: Error, origin: &str) -> Error {
-    match e {
-        Error::LevelExhausted => Error::LevelMismatch(format!(
-            "level budget exhausted at layer {origin}: no prime left to rescale"
-        )),
-        Error::ScaleMismatch { a, b, log_a, log_b } => Error::LevelMismatch(format!(
-            "layer {origin}: scale mismatch 2^{log_a:.3} vs 2^{log_b:.3} ({a} vs {b})"
-        )),
-        other => other,
-    }
-}
-
-fn scales_match(a: f64, b: f64) -> Result<()> {
-    if ((a - b) / a).abs() > SCALE_TOLERANCE {
-        return Err(Error::ScaleMismatch {
-            a,
-            b,
-            log_a: a.log2(),
-            log_b: b.log2(),
-        });
-    }
-    Ok(())
-}
-
-fn empty(r: Reg) -> Error {
-    Error::Corrupt(format!("register {r} is empty"))
 }
 
 /// round(v * s) / s, refused where the evaluator refuses the constant.
