@@ -128,6 +128,22 @@ fn read_npy(path: &Path) -> Result<NpyArray, CifarError> {
     parse_npy(&bytes).map_err(|msg| CifarError::Npy { path: p, msg })
 }
 
+/// A version-1.0 `.npy` file as numpy writes it (`descr` such as `|u1` or `<i8`, `shape`
+/// in Python tuple syntax, `body` the raw little-endian data): test fixtures of
+/// [`parse_npy`] and of `fhec simulate`.
+pub fn npy_bytes(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
+    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend((h.len() as u16).to_le_bytes());
+    b.extend(h.as_bytes());
+    b.extend(body);
+    b
+}
+
 /// The default folder: `~/.cache/fhec/cifar10_npy`.
 pub fn default_dir() -> PathBuf {
     let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
@@ -219,26 +235,13 @@ impl CifarTest {
 mod tests {
     use super::*;
 
-    fn npy(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
-        let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + h.len() + 1) % 64 != 0 {
-            h.push(' ');
-        }
-        h.push('\n');
-        let mut b = b"\x93NUMPY\x01\x00".to_vec();
-        b.extend((h.len() as u16).to_le_bytes());
-        b.extend(h.as_bytes());
-        b.extend(body);
-        b
-    }
-
     #[test]
     fn parses_what_numpy_writes() {
-        let a = parse_npy(&npy("|u1", "(2, 3)", &[1, 2, 3, 4, 5, 6])).unwrap();
+        let a = parse_npy(&npy_bytes("|u1", "(2, 3)", &[1, 2, 3, 4, 5, 6])).unwrap();
         assert_eq!(a.shape, vec![2, 3]);
         assert_eq!(a.data, NpyData::U8(vec![1, 2, 3, 4, 5, 6]));
         let body: Vec<u8> = [7i64, -1].iter().flat_map(|x| x.to_le_bytes()).collect();
-        let a = parse_npy(&npy("<i8", "(2,)", &body)).unwrap();
+        let a = parse_npy(&npy_bytes("<i8", "(2,)", &body)).unwrap();
         assert_eq!(a.shape, vec![2]);
         assert_eq!(a.data, NpyData::I64(vec![7, -1]));
     }
@@ -246,12 +249,12 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_read() {
         assert!(parse_npy(b"not numpy").is_err());
-        assert!(parse_npy(&npy("<f4", "(1,)", &[0; 4])).is_err());
-        assert!(parse_npy(&npy("|u1", "(4,)", &[0; 3])).is_err());
-        let mut b = npy("|u1", "(1,)", &[0]);
+        assert!(parse_npy(&npy_bytes("<f4", "(1,)", &[0; 4])).is_err());
+        assert!(parse_npy(&npy_bytes("|u1", "(4,)", &[0; 3])).is_err());
+        let mut b = npy_bytes("|u1", "(1,)", &[0]);
         b[8] = 0xff; // header length beyond the file
         assert!(parse_npy(&b).is_err());
-        let f = npy("|u1", "(1,)", &[0]).replace_fortran();
+        let f = npy_bytes("|u1", "(1,)", &[0]).replace_fortran();
         assert!(parse_npy(&f).is_err());
     }
 

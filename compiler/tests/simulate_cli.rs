@@ -20,19 +20,6 @@ fn fhec(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn npy(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
-    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend((h.len() as u16).to_le_bytes());
-    b.extend(h.as_bytes());
-    b.extend(body);
-    b
-}
-
 /// A program on a (1, 3, 32, 32) image (two taps, one square) and 6 fake test images.
 fn setup(name: &str) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("fhec-sim-{name}-{}", std::process::id()));
@@ -44,14 +31,18 @@ fn setup(name: &str) -> (PathBuf, PathBuf) {
     let pixels: Vec<u8> = (0..6 * 32 * 32 * 3).map(|k| (k * 7 % 251) as u8).collect();
     std::fs::write(
         dir.join("x_test.npy"),
-        npy("|u1", "(6, 32, 32, 3)", &pixels),
+        compiler::cifar::npy_bytes("|u1", "(6, 32, 32, 3)", &pixels),
     )
     .unwrap();
     let labels: Vec<u8> = [3i64, 1, 4, 1, 5, 9]
         .iter()
         .flat_map(|x| x.to_le_bytes())
         .collect();
-    std::fs::write(dir.join("y_test.npy"), npy("<i8", "(6,)", &labels)).unwrap();
+    std::fs::write(
+        dir.join("y_test.npy"),
+        compiler::cifar::npy_bytes("<i8", "(6,)", &labels),
+    )
+    .unwrap();
     (dir, prog)
 }
 

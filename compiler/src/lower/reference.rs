@@ -143,18 +143,18 @@ fn align_to(em: &mut Emitter, r: Reg, t: CtState, steal: bool) -> Result<Reg, Lo
 /// at (r, t)] (zero where no feature is), z = sum_r sum_{i < min(pin, P_out)} d_{r,i} (.)
 /// rot(x_r, i) with d_{r,i}[s] = W'_r[s mod P_out][(s + i) mod pin], then the pin / P_out
 /// blocks of z are folded by rotate-and-add: y_j lands at every slot = j mod P_out, so the
-/// output is again a repeated vector (period P_out). Precondition: pin and P_out divide
-/// the slot count.
+/// output is again a repeated vector (period P_out). Precondition: pin and `pout` (the
+/// power of two >= n) divide the slot count.
 fn diagonal_gemm(
     em: &mut Emitter,
     cols: &[(Reg, Vec<Option<usize>>)],
     pin: usize,
+    pout: usize,
     n: usize,
     wt: &dyn Fn(usize, usize) -> f64,
     bias: &[f64],
 ) -> Result<Value, LowerError> {
     let slots = em.slots;
-    let pout = n.max(1).next_power_of_two();
     let diagonals = pin.min(pout);
     let regs: Vec<Reg> = cols.iter().map(|c| c.0).collect();
     let xs = freshen_all(em, &regs, false, false)?;
@@ -739,7 +739,7 @@ impl Layout for Reference {
             }
             let pout = n.max(1).next_power_of_two();
             if fits && pout <= em.slots && pin <= em.slots && em.slots.is_multiple_of(pin) {
-                return diagonal_gemm(em, &cols, pin, n, &wt, &bias);
+                return diagonal_gemm(em, &cols, pin, pout, n, &wt, &bias);
             }
         }
         let fresh = freshen_all(em, &regs, false, false)?;
