@@ -62,6 +62,90 @@ pub fn compile(
     Ok(Compiled { planned, program })
 }
 
+/// An ensemble of models of one architecture (`graphs.len()` members, a power of two) in
+/// one program (`lower::ensemble`): each is planned and lowered as a single-input program
+/// with the same parameters (the ring grows until N/2 slots hold one input period per
+/// member), then the programs are merged. `progress` sees (member, done, total, layer).
+pub fn compile_ensemble(
+    graphs: Vec<Graph>,
+    opts: &CompileOptions,
+    layout: &dyn Layout,
+    mut progress: impl FnMut(usize, usize, usize, &str),
+) -> Result<Compiled, E2eError> {
+    let members = graphs.len();
+    if opts.batch != lower::BatchSize::One {
+        return Err(LowerError::Ensemble("an ensemble runs one input (no --batch)".into()).into());
+    }
+    let mut request = opts.request.clone();
+    let extra = members.max(1).next_power_of_two().trailing_zeros();
+    let mut rewritten = vec![];
+    for g in graphs {
+        request.min_log_n = request.min_log_n.max(pipeline::min_log_n(&g) + extra);
+        rewritten.push(pipeline::rewrite(g)?);
+    }
+    // Joint clustering: k-means over the members' corresponding weights as M-vectors.
+    if let Some(spec) = &opts.cluster {
+        let mut gs: Vec<Graph> = rewritten
+            .iter_mut()
+            .map(|r| std::mem::take(&mut r.graph))
+            .collect();
+        let reports = passes::cluster_joint::run(&mut gs, spec).map_err(PipelineError::from);
+        for (r, g) in rewritten.iter_mut().zip(gs) {
+            r.graph = g;
+        }
+        for (r, rep) in rewritten.iter_mut().zip(reports?) {
+            r.reports.push(rep);
+        }
+    }
+    let plan_all = |rw: &[pipeline::Rewritten], req: &ParamRequest| {
+        rw.iter()
+            .map(|r| pipeline::plan_rewritten(r.clone(), req))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let mut planned = plan_all(&rewritten, &request)?;
+    // One parameter set for all: the largest ring any member asked for.
+    let top = planned.iter().map(|p| p.params.log_n).max().unwrap_or(0);
+    if planned.iter().any(|p| p.params.log_n != top) {
+        request.force_log_n = Some(top);
+        planned = plan_all(&rewritten, &request)?;
+    }
+    let first = &planned[0].params;
+    if let Some(m) = planned.iter().position(|p| {
+        (
+            p.params.log_delta,
+            &p.params.primes,
+            &p.params.special_primes,
+            p.params.dnum,
+        ) != (
+            first.log_delta,
+            &first.primes,
+            &first.special_primes,
+            first.dnum,
+        )
+    }) {
+        return Err(LowerError::Ensemble(format!(
+            "member {m} needs other CKKS parameters than member 0 (a different depth?): an \
+             ensemble needs models of one architecture"
+        ))
+        .into());
+    }
+    let params = lower::params_for(first, opts.insecure_test_params)?;
+    let mut programs = vec![];
+    for (m, p) in planned.iter().enumerate() {
+        programs.push(lower::lower_batched(
+            p,
+            params.clone(),
+            opts.image.clone(),
+            layout,
+            lower::BatchSize::One,
+            |d, t, l| progress(m, d, t, l),
+        )?);
+    }
+    let program = lower::ensemble::merge(&programs)?;
+    let planned = planned.swap_remove(0);
+    Ok(Compiled { planned, program })
+}
+
 /// Timings (seconds) and sizes of one encrypted run.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RunStats {

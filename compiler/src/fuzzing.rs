@@ -189,6 +189,7 @@ fn seed_program() -> Program {
         output: OutputLayout {
             shape: vec![1, len as usize],
             placement: (0..len).map(|k| (k, 2, k)).collect(),
+            members: 1,
         },
         registers: 3,
         instrs: vec![

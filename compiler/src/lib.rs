@@ -6,6 +6,7 @@ pub mod fuzzing;
 pub mod image;
 pub mod inputs;
 pub mod lower;
+pub mod members;
 pub mod onnx;
 pub mod pipeline;
 pub mod ranges;

@@ -40,7 +40,7 @@ pub const PASSES: [(&str, PassFn); 7] = [
 ];
 
 /// The graph after the rewrite passes.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Rewritten {
     pub graph: Graph,
     pub reports: Vec<PassReport>,
@@ -122,6 +122,11 @@ pub fn plan_clustered(
         let rep = passes::cluster::run(&mut rewritten.graph, spec)?;
         rewritten.reports.push(rep);
     }
+    plan_rewritten(rewritten, req)
+}
+
+/// Level plan and parameter selection of an already rewritten (and maybe clustered) graph.
+pub fn plan_rewritten(rewritten: Rewritten, req: &ParamRequest) -> Result<Planned, PipelineError> {
     let mut plan = assign_levels::run(&rewritten.graph)?;
     // A program whose only product uses the last prime would take its input at Delta and
     // rotate it there, where key-switching noise costs several bits; one tower lets the

@@ -5,6 +5,7 @@ pub mod ir;
 
 pub mod assign_levels;
 pub mod cluster;
+pub mod cluster_joint;
 pub mod fold_identity;
 pub mod fuse_bn_poly;
 pub mod fuse_conv_bn;

@@ -5,14 +5,18 @@
 //! sizes, peak RSS).
 //!
 //! `cargo run --release -p compiler --bin e2e-bench -- [MODEL.onnx] [--images N]
-//! [--cluster slice:K] [--batch N|max]`
+//! [--cluster slice:K] [--batch N|max] [--member OTHER.onnx ...]`
+//! With `--member` (repeatable), MODEL and the others run as one ensemble program: the
+//! error is over every member's logits, top-1 that of the averaged softmaxes.
 //! With `--batch`, the images go through in groups of the batch size, one encrypted run
 //! per group; per-image seconds are the group's divided by its size.
 //! (default `models/onnx/resnet20_quad.onnx`, all 20 images of `tests/data/cifar10/`).
 
 use std::path::{Path, PathBuf};
 
-use compiler::e2e::{compile, error_bits, peak_rss_bytes, top1, CompileOptions, Session};
+use compiler::e2e::{
+    compile, compile_ensemble, error_bits, peak_rss_bytes, top1, CompileOptions, Session,
+};
 use compiler::lower::reference::Reference;
 use compiler::onnx::{import_path, ImportOptions};
 use serde_json::json;
@@ -24,6 +28,7 @@ fn main() -> anyhow::Result<()> {
     let mut limit = usize::MAX;
     let mut cluster = None;
     let mut batch = compiler::lower::BatchSize::One;
+    let mut others: Vec<PathBuf> = vec![];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--cluster" {
@@ -32,6 +37,8 @@ fn main() -> anyhow::Result<()> {
         } else if a == "--batch" {
             let v = args.next().unwrap_or_default();
             batch = v.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        } else if a == "--member" {
+            others.push(PathBuf::from(args.next().unwrap_or_default()));
         } else if a == "--images" {
             limit = args.next().and_then(|v| v.parse().ok()).unwrap_or(limit);
         } else {
@@ -41,7 +48,10 @@ fn main() -> anyhow::Result<()> {
     let imp = import_path(&model, &ImportOptions::default())?;
     let image = compiler::image::normalization(&imp.metadata, &imp.graph)
         .ok_or_else(|| anyhow::anyhow!("{} does not take a 3-channel image", model.display()))?;
-    let original = imp.graph.clone();
+    let mut originals = vec![imp.graph.clone()];
+    for o in &others {
+        originals.push(import_path(o, &ImportOptions::default())?.graph);
+    }
     let t = std::time::Instant::now();
     let opts = CompileOptions {
         image: Some(image.clone()),
@@ -49,7 +59,11 @@ fn main() -> anyhow::Result<()> {
         batch,
         ..Default::default()
     };
-    let c = compile(imp.graph, &opts, &Reference, |_, _, _| {})?;
+    let c = if others.is_empty() {
+        compile(imp.graph, &opts, &Reference, |_, _, _| {})?
+    } else {
+        compile_ensemble(originals.clone(), &opts, &Reference, |_, _, _, _| {})?
+    };
     let compile_s = t.elapsed().as_secs_f64();
     let p = &c.program;
     let session = Session::new(p)?;
@@ -62,14 +76,18 @@ fn main() -> anyhow::Result<()> {
     let (mut agree, mut worst_bits, mut worst_err, mut eval_total) = (0, f64::INFINITY, 0f64, 0.0);
     let per_run = p.input.shape[0].max(1);
     let classes = p.output.shape.last().copied().unwrap_or(1);
+    let members = p.output.members.max(1) as usize;
     for group in pngs.chunks(per_run) {
         let mut named = vec![];
         let mut wants = vec![];
         for png in group {
             let x = compiler::image::load_for_program(png, &p.input)?;
-            let want = passes::interpret::run(&original, std::slice::from_ref(&x))?[0]
-                .data()
-                .to_vec();
+            let mut want = vec![];
+            for g in &originals {
+                want.extend_from_slice(
+                    passes::interpret::run(g, std::slice::from_ref(&x))?[0].data(),
+                );
+            }
             wants.push(want);
             named.push((png.display().to_string(), x));
         }
@@ -77,9 +95,14 @@ fn main() -> anyhow::Result<()> {
         let (got_all, st) = session.run(p, inputs.tensor.data(), |_, _, _| {})?;
         eval_total += st.eval_s;
         for (k, (png, want)) in group.iter().zip(&wants).enumerate() {
-            let got = &got_all[k * classes..(k + 1) * classes];
+            let w = classes * members;
+            let got = &got_all[k * w..(k + 1) * w];
             let (err, bits) = error_bits(got, want);
-            let same = top1(got, got.len()) == top1(want, want.len());
+            let (got, want) = (
+                compiler::members::combine(got, members, classes),
+                compiler::members::combine(want, members, classes),
+            );
+            let same = top1(&got, got.len()) == top1(&want, want.len());
             agree += usize::from(same);
             worst_bits = worst_bits.min(bits);
             worst_err = worst_err.max(err);
@@ -87,7 +110,7 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 json!({
                     "image": png.file_name().unwrap().to_string_lossy(),
-                    "fhe_top1": top1(got, got.len()), "plain_top1": top1(want, want.len()), "agree": same,
+                    "fhe_top1": top1(&got, got.len()), "plain_top1": top1(&want, want.len()), "agree": same,
                     "max_abs_error": err, "precision_bits": bits,
                     "batch": per_run, "group_size": group.len(),
                     "encrypt_seconds": st.encrypt_s / group.len() as f64,
@@ -103,7 +126,7 @@ fn main() -> anyhow::Result<()> {
         "{}",
         json!({
             "summary": model.display().to_string(), "images": pngs.len(),
-            "top1_agreement": agree, "worst_precision_bits": worst_bits,
+            "members": members, "top1_agreement": agree, "worst_precision_bits": worst_bits,
             "worst_abs_error": worst_err, "eval_seconds_per_image": eval_total / n as f64, "batch": per_run,
             "compile_seconds": compile_s, "keygen_seconds": session.keygen_s,
             "eval_key_bytes": session.eval_key_bytes, "peak_rss_bytes": peak_rss_bytes(),

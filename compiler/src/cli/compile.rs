@@ -2,6 +2,8 @@
 //! [--layout reference] [--insecure-test-params]`: import, rewrite passes, level plan,
 //! parameter selection and lowering; writes the checksummed program and prints a summary
 //! (per layer: instructions, rotations, masked taps; totals: keys and sizes).
+//! `fhec compile A.onnx B.onnx ... --ensemble -o E.fheprog`: the models (a power of two,
+//! one architecture) as one ensemble program (`lower::ensemble`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,8 +20,13 @@ use super::files::write_atomic;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The ONNX model.
-    pub model: PathBuf,
+    /// The ONNX model (several with --ensemble).
+    #[arg(required = true, num_args = 1..)]
+    pub models: Vec<PathBuf>,
+    /// Compile the models as one ensemble: member m in slot periods m, m + M, ...; the
+    /// client averages the members' softmaxes.
+    #[arg(long)]
+    pub ensemble: bool,
     /// The program to write.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -101,6 +108,65 @@ pub fn build(
     Ok((c, original))
 }
 
+/// Imports and compiles `models` as one ensemble program, with a progress bar.
+pub fn build_ensemble(
+    models: &[PathBuf],
+    a: &CompileArgs,
+) -> anyhow::Result<compiler::e2e::Compiled> {
+    if a.layout != "reference" {
+        anyhow::bail!(
+            "unknown layout '{}': the available layout is 'reference'",
+            a.layout
+        );
+    }
+    let opts = ImportOptions {
+        input_shapes: vec![a.input_shape.clone()],
+        ..Default::default()
+    };
+    let mut graphs = vec![];
+    let mut image = None;
+    for (m, model) in models.iter().enumerate() {
+        let imp =
+            import_path(model, &opts).with_context(|| format!("importing {}", model.display()))?;
+        let norm = compiler::image::normalization(&imp.metadata, &imp.graph);
+        if m == 0 {
+            image = norm;
+        } else if norm != image {
+            anyhow::bail!(
+                "{} normalises its input image differently from {}: ensemble members share one input",
+                model.display(),
+                models[0].display()
+            );
+        }
+        graphs.push(imp.graph);
+    }
+    let copts = CompileOptions {
+        request: ParamRequest {
+            precision_bits: a.precision_bits,
+            force_log_n: a.log_n,
+            ..Default::default()
+        },
+        insecure_test_params: a.insecure_test_params,
+        image,
+        cluster: a.cluster,
+        batch: a.batch,
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("lowering member {prefix} [{bar:40}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let c = compiler::e2e::compile_ensemble(graphs, &copts, &Reference, |m, done, total, layer| {
+        bar.set_prefix(m.to_string());
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(layer.to_string());
+    })
+    .context("compiling the ensemble")?;
+    bar.finish_and_clear();
+    Ok(c)
+}
+
 /// The summary table of a program: per layer instruction counts, rotations, masked taps.
 pub fn summary(p: &Program) -> anyhow::Result<String> {
     let mut rows: BTreeMap<usize, (String, usize, usize, usize, usize)> = BTreeMap::new();
@@ -152,6 +218,12 @@ pub fn summary(p: &Program) -> anyhow::Result<String> {
         };
         out += &format!("\nbatch mode: {b} inputs per run, input b at {offset}\n");
     }
+    if p.output.members > 1 {
+        out += &format!(
+            "\nensemble: {} members, member m in slot periods m, m + {}, ...; the client averages their softmaxes\n",
+            p.output.members, p.output.members
+        );
+    }
     out += &format!(
         "\n{ti} instructions, {tr} rotations, {} registers; {} rotation keys, relinearisation key at level {}\n",
         p.registers,
@@ -172,7 +244,16 @@ pub fn summary(p: &Program) -> anyhow::Result<String> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (c, _) = build(&a.model, &a.opts)?;
+    let c = if a.ensemble {
+        build_ensemble(&a.models, &a.opts)?
+    } else if let [model] = a.models.as_slice() {
+        build(model, &a.opts)?.0
+    } else {
+        anyhow::bail!(
+            "{} models given: compile one model, or several with --ensemble",
+            a.models.len()
+        );
+    };
     let bytes = c.program.to_bytes()?;
     write_atomic(&a.output, &bytes, false)?;
     eprint!("{}", summary(&c.program)?);

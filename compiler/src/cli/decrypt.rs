@@ -61,6 +61,36 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let out = program.output.gather(&decrypted)?;
     let shape = &program.output.shape;
+    let members = program.output.members.max(1) as usize;
+    let classes = shape.last().copied().unwrap_or(1);
+    if members > 1 {
+        // An ensemble: per-member top-1, then the averaged softmax.
+        let probs = compiler::members::combine(&out, members, classes);
+        let member_top1: Vec<usize> = out
+            .chunks(out.len() / members)
+            .map(|part| compiler::e2e::top1(part, classes))
+            .collect();
+        let top1 = compiler::e2e::top1(&probs, classes);
+        if a.json {
+            println!(
+                "{}",
+                json!({"output": out, "shape": shape, "members": members,
+                       "probabilities": probs, "member_top1": member_top1, "top1": top1})
+            );
+        } else {
+            for (m, part) in out.chunks(out.len() / members).enumerate() {
+                for (i, v) in part.iter().enumerate() {
+                    println!("member {m} {i:4} {v:12.6}");
+                }
+            }
+            for (i, p) in probs.iter().enumerate() {
+                println!("averaged softmax {i:4} {p:10.6}");
+            }
+            println!("members' top-1: {member_top1:?}");
+            println!("top-1: {top1}");
+        }
+        return Ok(());
+    }
     // One input: a number; a batch (B, classes) with B > 1: one class per input.
     let batch = if shape.len() >= 2 { shape[0] } else { 1 };
     let tops = compiler::inputs::top1_rows(&out, shape, batch);

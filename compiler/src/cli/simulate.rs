@@ -14,6 +14,7 @@
 //! every slot of every register as well and requires bit-identical outputs (the
 //! liveness restriction changes nothing).
 
+use compiler::members::combine;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -132,7 +133,7 @@ fn load(a: &Args) -> anyhow::Result<Program> {
 
 fn simulate_one(
     sim: &Simulator,
-    classes: usize,
+    (classes, members): (usize, usize),
     index: usize,
     label: Option<u8>,
     x: &[f64],
@@ -146,8 +147,9 @@ fn simulate_one(
     Ok(Record {
         index,
         label,
-        exact_top1: super::top1(&exact, classes),
-        sim_top1: super::top1(&s.output, classes),
+        // An ensemble's class: its members' averaged softmax.
+        exact_top1: super::top1(&combine(&exact, members, classes), classes),
+        sim_top1: super::top1(&combine(&s.output, members, classes), classes),
         bits,
         max_abs_error: err,
         wrapped: s.wrapped,
@@ -185,6 +187,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Mode::Noisy
     };
     let classes = p.output.shape.last().copied().unwrap_or(1);
+    let members = p.output.members.max(1) as usize;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads.max(1))
         .build()?;
@@ -303,7 +306,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             ks.par_iter()
                 .map(|&k| {
                     let (label, x) = get(k)?;
-                    simulate_one(&sim, classes, k, label, &x, mode, a.seed)
+                    simulate_one(&sim, (classes, members), k, label, &x, mode, a.seed)
                 })
                 .collect::<anyhow::Result<_>>()
         })?;

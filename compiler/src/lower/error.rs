@@ -18,6 +18,8 @@ pub enum LowerError {
     Params(#[from] runtime::Error),
     #[error("batch mode: {0}")]
     Batch(String),
+    #[error("ensemble: {0}")]
+    Ensemble(String),
     #[error("internal lowering error: {0}")]
     Internal(String),
 }

@@ -13,6 +13,7 @@
 
 pub mod batch;
 pub mod emitter;
+pub mod ensemble;
 pub mod error;
 pub mod layout;
 pub mod reference;
@@ -341,6 +342,7 @@ pub fn lower_batched(
         output: OutputLayout {
             shape: g.node(out_node).shape.clone(),
             placement,
+            members: 1,
         },
         registers: e.registers,
         instrs: e.instrs,

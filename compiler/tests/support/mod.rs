@@ -54,6 +54,7 @@ pub fn two_tap_program(
         output: OutputLayout {
             shape: vec![out_len],
             placement: (0..out_len as u32).map(|k| (k, 1, k)).collect(),
+            members: 1,
         },
         registers: 2,
         instrs,

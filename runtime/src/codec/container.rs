@@ -10,8 +10,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 /// File magic.
 pub const MAGIC: [u8; 4] = *b"FHEC";
-/// Format version written by this build (and the only one it reads).
-pub const FORMAT_VERSION: u16 = 1;
+/// Format version written by this build (and the only one it reads). 2: outputs name their
+/// ensemble members, `AddBlocks`.
+pub const FORMAT_VERSION: u16 = 2;
 const HEADER_LEN: usize = 4 + 1 + 2 + 1 + 16 + 32 + 8;
 const CHECKSUM_LEN: usize = 32;
 

@@ -194,6 +194,14 @@ impl<'a> Executor<'a> {
                 ev.add_plain_assign(&mut x, &pt)?;
                 regs[*reg as usize] = Some(x);
             }
+            Instr::AddBlocks { reg, block, values } => {
+                let mut x = take(regs, *reg)?;
+                let slots = self.ctx.params().slots();
+                let v = crate::program::instr::block_values(*block, values, slots);
+                let pt = Encoder::new(self.ctx).encode(&v, x.scale, x.level())?;
+                ev.add_plain_assign(&mut x, &pt)?;
+                regs[*reg as usize] = Some(x);
+            }
             Instr::Rescale { reg } => {
                 let mut x = take(regs, *reg)?;
                 ev.rescale_assign(&mut x)?;

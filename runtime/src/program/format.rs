@@ -127,6 +127,10 @@ impl OutputLayout {
 pub struct OutputLayout {
     pub shape: Vec<usize>,
     pub placement: Vec<(u32, Reg, u32)>,
+    /// Ensemble members (1: a single model). With M > 1 the output tensor is M models'
+    /// outputs one after another (leading axis M times the model's); the client applies a
+    /// softmax to each member's rows and averages them.
+    pub members: u32,
 }
 
 /// A compiled program.
@@ -202,6 +206,13 @@ impl Program {
                 return bad("output placement out of range".into());
             }
         }
+        let members = self.output.members as usize;
+        if members == 0 || self.output.shape.first().is_none_or(|&d| d % members != 0) {
+            return bad(format!(
+                "output of {members} ensemble members, but its shape {:?} does not split into them",
+                self.output.shape
+            ));
+        }
         for m in &self.masks {
             if m.ranges.iter().any(|&(a, b)| a >= b || b > slots) {
                 return bad("mask range out of the slot range".into());
@@ -218,6 +229,17 @@ impl Program {
             let regs = ins.reads().into_iter().chain(ins.writes());
             if regs.into_iter().any(|r| r >= self.registers) {
                 return bad(format!("instruction {k} names a register out of range"));
+            }
+            if let Instr::AddBlocks { block, values, .. } = ins {
+                if *block == 0
+                    || values.is_empty()
+                    || values.len() > slots as usize
+                    || values.iter().any(|v| !v.is_finite())
+                {
+                    return bad(format!(
+                        "instruction {k}: AddBlocks needs a non-zero block and 1..=slots finite values"
+                    ));
+                }
             }
             if let Instr::AddVec { vector, .. } = ins {
                 if *vector >= self.vectors.len() as u32 {

@@ -106,6 +106,27 @@ pub enum Instr {
         reg: Reg,
         vector: u32,
     },
+    /// r = r + `values[(slot / block) % values.len()]` on every slot, encoded at r's scale:
+    /// a constant per block of `block` slots, cycling through `values` (an ensemble's
+    /// per-member constant, member m owning the blocks m, m + M, m + 2M, ...).
+    AddBlocks {
+        reg: Reg,
+        block: u32,
+        values: Vec<f64>,
+    },
+}
+
+/// The slot vector of [`Instr::AddBlocks`]: `values[(slot / block) % values.len()]`.
+pub fn block_values(block: u32, values: &[f64], slots: usize) -> Vec<f64> {
+    let b = block.max(1) as usize;
+    (0..slots)
+        .map(|s| {
+            values
+                .get((s / b) % values.len().max(1))
+                .copied()
+                .unwrap_or(0.0)
+        })
+        .collect()
 }
 
 impl Instr {
@@ -120,6 +141,7 @@ impl Instr {
             | Instr::MulInt { reg, .. }
             | Instr::AddConst { reg, .. }
             | Instr::AddVec { reg, .. }
+            | Instr::AddBlocks { reg, .. }
             | Instr::Rescale { reg }
             | Instr::DropTo { reg, .. } => vec![*reg],
             Instr::SquareInto { src, .. } | Instr::Rotate { src, .. } | Instr::Copy { src, .. } => {
@@ -143,6 +165,7 @@ impl Instr {
             | Instr::MulInt { reg, .. }
             | Instr::AddConst { reg, .. }
             | Instr::AddVec { reg, .. }
+            | Instr::AddBlocks { reg, .. }
             | Instr::Rescale { reg }
             | Instr::DropTo { reg, .. } => vec![*reg],
             Instr::Free { .. } => vec![],
@@ -160,6 +183,7 @@ impl Instr {
             Instr::MulInt { .. } => "MulInt",
             Instr::AddConst { .. } => "AddConst",
             Instr::AddVec { .. } => "AddVec",
+            Instr::AddBlocks { .. } => "AddBlocks",
             Instr::Rescale { .. } => "Rescale",
             Instr::DropTo { .. } => "DropTo",
             Instr::Rotate { .. } => "Rotate",

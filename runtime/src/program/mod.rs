@@ -7,6 +7,7 @@ pub mod executor;
 pub mod format;
 pub mod instr;
 mod linear_tiled;
+pub mod liveness;
 pub mod requirements;
 pub mod simulate;
 

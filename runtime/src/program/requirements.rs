@@ -91,7 +91,8 @@ impl KeyRequirements {
                 Instr::MulConst { reg, .. }
                 | Instr::MulInt { reg, .. }
                 | Instr::AddConst { reg, .. }
-                | Instr::AddVec { reg, .. } => {
+                | Instr::AddVec { reg, .. }
+                | Instr::AddBlocks { reg, .. } => {
                     read(*reg, &level)?;
                 }
                 Instr::Rescale { reg } => {

@@ -46,6 +46,7 @@ use crate::error::{Error, Result};
 use crate::program::executor::{annotate, empty};
 use crate::program::format::Program;
 use crate::program::instr::{Instr, Reg};
+use crate::program::liveness::{backward, Bits};
 use crate::program::requirements::KeyRequirements;
 
 /// Variance of the rounded Gaussian error (sigma 3.2, tails cut at 6 sigma).
@@ -263,43 +264,6 @@ pub struct Simulator {
     work: u64,
 }
 
-/// A set of slots.
-#[derive(Clone)]
-struct Bits(Vec<u64>);
-
-impl Bits {
-    fn new(n: usize) -> Self {
-        Bits(vec![0; n.div_ceil(64)])
-    }
-    fn full(n: usize) -> Self {
-        let mut b = Bits::new(n);
-        for p in 0..n {
-            b.set(p);
-        }
-        b
-    }
-    fn set(&mut self, p: usize) {
-        self.0[p / 64] |= 1 << (p % 64);
-    }
-    fn or(&mut self, o: &Bits) {
-        for (a, b) in self.0.iter_mut().zip(&o.0) {
-            *a |= b;
-        }
-    }
-    fn list(&self) -> Vec<u32> {
-        let mut v = vec![];
-        for (w, &x) in self.0.iter().enumerate() {
-            let mut x = x;
-            while x != 0 {
-                let b = x.trailing_zeros() as usize;
-                v.push((w * 64 + b) as u32);
-                x &= x - 1;
-            }
-        }
-        v
-    }
-}
-
 /// round(v * s) / s, refused where the evaluator refuses the constant.
 fn rounded_const(v: f64, s: f64) -> Result<f64> {
     let c = (v * s).round();
@@ -432,7 +396,7 @@ impl Simulator {
                         rounded_const(*value, s.1)?;
                         (s, s)
                     }
-                    Instr::AddVec { reg, .. } => {
+                    Instr::AddVec { reg, .. } | Instr::AddBlocks { reg, .. } => {
                         let s = get(*reg, &state)?;
                         (s, s)
                     }
@@ -476,91 +440,13 @@ impl Simulator {
         }
 
         // Backward: the slots of every value that can reach an output slot.
-        let mut live: Vec<Option<Bits>> = vec![None; nregs];
-        let all = Bits::full(slots);
-        let take = |live: &mut Vec<Option<Bits>>, r: Reg| {
-            if opts.all_slots {
-                live[r as usize] = None;
-                return all.clone();
-            }
-            live[r as usize].take().unwrap_or_else(|| Bits::new(slots))
-        };
-        let add = |live: &mut Vec<Option<Bits>>, r: Reg, b: &Bits| match &mut live[r as usize] {
-            Some(x) => x.or(b),
-            none => *none = Some(b.clone()),
-        };
-        for &(_, reg, slot) in &program.output.placement {
-            let mut b = Bits::new(slots);
-            b.set(slot as usize);
-            add(&mut live, reg, &b);
-        }
-        let rotated = |b: &Bits, step: i64, mask: Option<&Vec<f64>>| {
-            let mut o = Bits::new(slots);
-            for p in b.list() {
-                if mask.is_none_or(|m| m[p as usize] != 0.0) {
-                    o.set((p as i64 + step).rem_euclid(slots as i64) as usize);
-                }
-            }
-            o
-        };
-        let mut lives: Vec<Bits> = Vec::with_capacity(program.instrs.len());
-        for ins in program.instrs.iter().rev() {
-            let b = match ins {
-                Instr::Linear(l) => {
-                    let mut u = Bits::new(slots);
-                    for &d in &l.dsts {
-                        u.or(&take(&mut live, d));
-                    }
-                    for (t, &st) in l.steps.iter().enumerate() {
-                        let r = rotated(&u, st, l.masks[t].map(|m| &mask_values[m as usize]));
-                        for &s in &l.srcs {
-                            add(&mut live, s, &r);
-                        }
-                    }
-                    u
-                }
-                Instr::Dot(d) => {
-                    let u = take(&mut live, d.dst);
-                    for &s in &d.srcs {
-                        add(&mut live, s, &u);
-                    }
-                    u
-                }
-                Instr::Add { dst, a, b } => {
-                    let u = take(&mut live, *dst);
-                    add(&mut live, *a, &u);
-                    add(&mut live, *b, &u);
-                    u
-                }
-                Instr::SquareInto { dst, src } | Instr::Copy { dst, src } => {
-                    let u = take(&mut live, *dst);
-                    add(&mut live, *src, &u);
-                    u
-                }
-                Instr::Rotate { dst, src, steps } => {
-                    let u = take(&mut live, *dst);
-                    add(&mut live, *src, &rotated(&u, *steps, None));
-                    u
-                }
-                Instr::Square { reg }
-                | Instr::MulConst { reg, .. }
-                | Instr::MulInt { reg, .. }
-                | Instr::AddConst { reg, .. }
-                | Instr::AddVec { reg, .. }
-                | Instr::Rescale { reg }
-                | Instr::DropTo { reg, .. } => {
-                    let u = take(&mut live, *reg);
-                    add(&mut live, *reg, &u);
-                    u
-                }
-                Instr::Free { reg } => {
-                    live[*reg as usize] = None;
-                    Bits::new(slots)
-                }
-            };
-            lives.push(b);
-        }
-        lives.reverse();
+        let seeds: Vec<(Reg, u32)> = program
+            .output
+            .placement
+            .iter()
+            .map(|&(_, r, s)| (r, s))
+            .collect();
+        let (lives, live) = backward(program, &mask_values, &seeds, opts.all_slots);
         let input_live: Vec<Vec<u32>> = (0..program.input.cts)
             .map(|r| {
                 if opts.all_slots {
@@ -793,6 +679,17 @@ impl Simulator {
                 ),
                 Instr::AddVec { reg, vector } => {
                     let v = program.vectors[*vector as usize].to_values(slots);
+                    (
+                        Op::AddVec {
+                            reg: *reg,
+                            values: lst.iter().map(|&p| v[p as usize]).collect(),
+                            var: nm.slot(1.0 / 12.0, sc),
+                        },
+                        bound,
+                    )
+                }
+                Instr::AddBlocks { reg, block, values } => {
+                    let v = crate::program::instr::block_values(*block, values, slots);
                     (
                         Op::AddVec {
                             reg: *reg,
@@ -1305,6 +1202,7 @@ mod tests {
                 placement: (0..16)
                     .map(|k| (k, if k < 8 { 2 } else { 5 }, 4 * (k % 8)))
                     .collect(),
+                members: 1,
             },
             registers: 6,
             instrs,
@@ -1348,6 +1246,7 @@ mod tests {
             output: OutputLayout {
                 shape: vec![8],
                 placement: (0..8).map(|k| (k, 1, k)).collect(),
+                members: 1,
             },
             registers: 2,
             instrs,
@@ -1593,6 +1492,7 @@ mod tests {
                 output: OutputLayout {
                     shape: vec![16],
                     placement: (0..16).map(|k| (k, 0, k * slot_stride)).collect(),
+                    members: 1,
                 },
                 registers: 1,
                 instrs: vec![Instr::Rescale { reg: 0 }],

@@ -82,6 +82,7 @@ fn program() -> Program {
             placement: (0..3 * LEN as u32)
                 .map(|k| (k, [2, 3, 4][(k / LEN as u32) as usize], k % LEN as u32))
                 .collect(),
+            members: 1,
         },
         registers: 5,
         instrs,
