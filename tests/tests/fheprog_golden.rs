@@ -76,3 +76,19 @@ fn resnet20_program_round_trips_and_needs_28_rotation_keys() {
     bad[k] ^= 1;
     assert!(Program::from_bytes(&bad).is_err());
 }
+
+/// Both exporters of the same trained weights (torch.onnx's TorchScript path flattens to
+/// (1, 64), its dynamo path reshapes to (64)) lower to the same instructions.
+#[test]
+fn resnet20_dynamo_export_lowers_like_the_torchscript_one() {
+    let a = Program::from_bytes(&bytes_of(&root().join("models/onnx/resnet20_quad.onnx"))).unwrap();
+    let b = Program::from_bytes(&bytes_of(
+        &root().join("models/onnx/resnet20_quad_dynamo.onnx"),
+    ))
+    .unwrap();
+    assert_eq!(a.instrs.len(), b.instrs.len());
+    assert_eq!(a.masks, b.masks);
+    assert_eq!(a.output.placement, b.output.placement);
+    let kinds = |p: &Program| p.instrs.iter().map(|i| i.name()).collect::<Vec<_>>();
+    assert_eq!(kinds(&a), kinds(&b));
+}

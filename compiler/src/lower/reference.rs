@@ -1087,7 +1087,9 @@ impl Layout for Reference {
     fn reshape(&self, em: &mut Emitter, x: &Value, shape: &[usize]) -> Result<Value, LowerError> {
         let numel: usize = shape.iter().product();
         match (x, shape) {
-            (Value::Spatial(s), [1, f]) if *f == s.chans.len() * s.h * s.w => {
+            // Flattened with or without the batch axis (exporters differ: torch.onnx's
+            // dynamo path reshapes (1, C, 1, 1) to (C)).
+            (Value::Spatial(s), [1, f] | [f]) if *f == s.chans.len() * s.h * s.w => {
                 let mut items = vec![];
                 for c in &s.chans {
                     for i in 0..s.h {
@@ -1104,7 +1106,7 @@ impl Layout for Reference {
             (Value::Spatial(s), [1, c, h, w]) if (*c, *h, *w) == (s.chans.len(), s.h, s.w) => {
                 Ok(x.clone())
             }
-            (Value::Features(f), [1, n]) if *n == f.items.len() => Ok(x.clone()),
+            (Value::Features(f), [1, n] | [n]) if *n == f.items.len() => Ok(x.clone()),
             (Value::Features(f), [1, c, 1, 1]) if *c == f.items.len() => {
                 let slot = f.items.iter().flatten().map(|v| v.1).next().unwrap_or(0);
                 let regs: Vec<Reg> = f.items.iter().flatten().map(|v| v.0).collect();
