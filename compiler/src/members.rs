@@ -49,7 +49,7 @@ mod tests {
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         assert!(p[0] > p[1] && p[1] > p[2]);
         let s = softmax(&[10.0, 0.0, 0.0]);
-        assert!((p[1] - s[0] / 2.0).abs() < 1e-9);
+        assert!((p[1] - s[0] / 2.0).abs() < 1e-8);
     }
 
     #[test]

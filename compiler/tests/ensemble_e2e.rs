@@ -150,3 +150,58 @@ fn models_of_other_architectures_are_refused() {
     let msg = three.err().expect("3 members must fail").to_string();
     assert!(msg.contains("power of two"), "{msg}");
 }
+
+/// `--cluster` on an ensemble clusters the members jointly (k-means on M-vectors of
+/// corresponding weights): the merged program computes each member's jointly clustered
+/// graph, and each member's conv weights take at most K values per kernel column.
+#[test]
+fn joint_clustering_is_what_the_ensemble_computes() {
+    let spec: passes::cluster::ClusterSpec = "slice:3".parse().unwrap();
+    for model in ["tiny_conv", "tiny_residual_1x1"] {
+        let imp = import_path(&data(&format!("{model}.onnx")), &ImportOptions::default()).unwrap();
+        let input = tensor::read_pb(&data(&format!("{model}_input.pb"))).unwrap();
+        let graphs: Vec<Graph> = (0..2).map(|m| member(&imp.graph, m)).collect();
+        let mut clustered: Vec<Graph> = graphs
+            .iter()
+            .map(|g| compiler::pipeline::rewrite(g.clone()).unwrap().graph)
+            .collect();
+        passes::cluster_joint::run(&mut clustered, &spec).unwrap();
+        for g in &clustered {
+            for id in g.node_ids() {
+                if let Op::Conv(c) = &g.node(id).op {
+                    let kw = c.weight.shape()[3];
+                    for col in 0..kw {
+                        let mut v: Vec<f64> = c
+                            .weight
+                            .data()
+                            .iter()
+                            .skip(col)
+                            .step_by(kw)
+                            .copied()
+                            .collect();
+                        v.sort_by(f64::total_cmp);
+                        v.dedup();
+                        assert!(v.len() <= 3, "{model}: {} values in column {col}", v.len());
+                    }
+                }
+            }
+        }
+        let opts = CompileOptions {
+            cluster: Some(spec),
+            ..Default::default()
+        };
+        let c = compile_ensemble(graphs.clone(), &opts, &Reference, |_, _, _, _| {}).unwrap();
+        let sim = Simulator::new(&c.program, &SimOptions::default()).unwrap();
+        let got = sim.run(input.data(), Mode::Exact, 0).unwrap().output;
+        let per = got.len() / 2;
+        for (m, g) in clustered.iter().enumerate() {
+            let want = passes::interpret::run(g, std::slice::from_ref(&input)).unwrap();
+            let (_, bits) = error_bits(&got[m * per..(m + 1) * per], want[0].data());
+            assert!(bits > 30.0, "{model}: member {m} at {bits:.1} bits");
+            // Clustering changed the member (its unclustered output differs).
+            let plain = passes::interpret::run(&graphs[m], std::slice::from_ref(&input)).unwrap();
+            let (_, close) = error_bits(plain[0].data(), want[0].data());
+            assert!(close < 30.0, "{model}: clustering changed nothing");
+        }
+    }
+}

@@ -230,7 +230,7 @@ fn program_file_round_trip_and_corruption() {
     flipped[bytes.len() / 3] ^= 4;
     assert!(Program::from_bytes(&flipped).is_err());
     let mut version = bytes.clone();
-    version[5] = 2;
+    version[5] = 99;
     assert!(matches!(
         Program::from_bytes(&version),
         Err(Error::Version { .. })
