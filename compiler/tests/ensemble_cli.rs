@@ -120,7 +120,8 @@ fn ensemble_runs_through_the_client_server_verbs() {
         let p = fhec(&["interpret", path, "--input", &s(&input), "--json"]);
         let want = floats(&p["output"]);
         let (err, bits) = compiler::e2e::error_bits(&got[m * 10..(m + 1) * 10], &want);
-        assert!(bits >= 9.0, "member {m}: error {err:e} ({bits:.1} bits)");
+        // One activation: the 6-sigma noise bound of `lower_e2e` (5.5 bits; measured 8.8-10).
+        assert!(bits >= 5.5, "member {m}: error {err:e} ({bits:.1} bits)");
         assert_eq!(dec["member_top1"][m], p["top1"], "member {m}");
         plain.extend(want);
     }

@@ -14,23 +14,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::cluster::{ClusterSpec, Scope};
+use crate::cluster::{ClusterSpec, Scope, SplitMix as Rng};
 use crate::ir::{Graph, NodeId, Op};
 use crate::pass::{Change, PassError, PassReport};
-
-/// A deterministic generator for the seeding (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 fn dist2(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()

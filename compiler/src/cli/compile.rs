@@ -63,6 +63,26 @@ pub struct CompileArgs {
     pub input_shape: Option<Vec<usize>>,
 }
 
+impl CompileArgs {
+    /// The compile options these flags ask for, with the model's input normalisation.
+    fn compile_options(
+        &self,
+        image: Option<runtime::program::ImageNormalization>,
+    ) -> CompileOptions {
+        CompileOptions {
+            request: ParamRequest {
+                precision_bits: self.precision_bits,
+                force_log_n: self.log_n,
+                ..Default::default()
+            },
+            insecure_test_params: self.insecure_test_params,
+            image,
+            cluster: self.cluster,
+            batch: self.batch,
+        }
+    }
+}
+
 /// Imports and compiles `model` with a progress bar.
 pub fn build(
     model: &std::path::Path,
@@ -81,17 +101,7 @@ pub fn build(
     let imp =
         import_path(model, &opts).with_context(|| format!("importing {}", model.display()))?;
     let image = compiler::image::normalization(&imp.metadata, &imp.graph);
-    let copts = CompileOptions {
-        request: ParamRequest {
-            precision_bits: a.precision_bits,
-            force_log_n: a.log_n,
-            ..Default::default()
-        },
-        insecure_test_params: a.insecure_test_params,
-        image,
-        cluster: a.cluster,
-        batch: a.batch,
-    };
+    let copts = a.compile_options(image);
     let bar = ProgressBar::new(imp.graph.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("lowering [{bar:40}] {pos}/{len} {msg}")
@@ -140,17 +150,7 @@ pub fn build_ensemble(
         }
         graphs.push(imp.graph);
     }
-    let copts = CompileOptions {
-        request: ParamRequest {
-            precision_bits: a.precision_bits,
-            force_log_n: a.log_n,
-            ..Default::default()
-        },
-        insecure_test_params: a.insecure_test_params,
-        image,
-        cluster: a.cluster,
-        batch: a.batch,
-    };
+    let copts = a.compile_options(image);
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("lowering member {prefix} [{bar:40}] {pos}/{len} {msg}")
