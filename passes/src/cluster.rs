@@ -144,6 +144,30 @@ pub fn kmeans_1d(values: &[f64], k: usize, seed: u64) -> Vec<f64> {
         .collect()
 }
 
+/// (conv index, flat index) of every weight in each codebook of `scope`, over the conv
+/// nodes `convs` of `g` (one book for `Full`, one per layer and kernel column for `Slice`).
+pub(crate) fn codebooks(
+    g: &Graph,
+    convs: &[crate::ir::NodeId],
+    scope: Scope,
+) -> BTreeMap<(usize, usize), Vec<(usize, usize)>> {
+    let mut books: BTreeMap<(usize, usize), Vec<(usize, usize)>> = BTreeMap::new();
+    for (ci, &id) in convs.iter().enumerate() {
+        let Op::Conv(c) = &g.node(id).op else {
+            continue;
+        };
+        let kw = c.weight.shape()[3];
+        for flat in 0..c.weight.len() {
+            let key = match scope {
+                Scope::Full => (0, 0),
+                Scope::Slice => (ci, flat % kw),
+            };
+            books.entry(key).or_default().push((ci, flat));
+        }
+    }
+    books
+}
+
 /// Clusters the conv weights of `g` in place.
 pub fn run(g: &mut Graph, spec: &ClusterSpec) -> Result<PassReport, PassError> {
     let convs: Vec<_> = g
@@ -155,21 +179,7 @@ pub fn run(g: &mut Graph, spec: &ClusterSpec) -> Result<PassReport, PassError> {
         pass: "cluster".into(),
         ..Default::default()
     };
-    // (node, flat index) of every weight in each codebook.
-    let mut books: BTreeMap<(usize, usize), Vec<(usize, usize)>> = BTreeMap::new();
-    for (ci, &id) in convs.iter().enumerate() {
-        let Op::Conv(c) = &g.node(id).op else {
-            unreachable!()
-        };
-        let kw = c.weight.shape()[3];
-        for flat in 0..c.weight.len() {
-            let key = match spec.scope {
-                Scope::Full => (0, 0),
-                Scope::Slice => (ci, flat % kw),
-            };
-            books.entry(key).or_default().push((ci, flat));
-        }
-    }
+    let books = codebooks(g, &convs, spec.scope);
     let mut per_layer: BTreeMap<usize, usize> = BTreeMap::new();
     for (b, members) in books.values().enumerate() {
         let vals: Vec<f64> = members

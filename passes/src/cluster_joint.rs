@@ -12,9 +12,7 @@
 //! nothing else changes; the same seed gives the same result. This changes the models' functions (by the
 //! quantisation error): measure accuracy on the clustered ensemble.
 
-use std::collections::BTreeMap;
-
-use crate::cluster::{ClusterSpec, Scope, SplitMix as Rng};
+use crate::cluster::{ClusterSpec, SplitMix as Rng};
 use crate::ir::{Graph, NodeId, Op};
 use crate::pass::{Change, PassError, PassReport};
 
@@ -125,21 +123,7 @@ pub fn run(gs: &mut [Graph], spec: &ClusterSpec) -> Result<Vec<PassReport>, Pass
             });
         }
     }
-    // (layer, flat index) of every weight in each codebook.
-    let mut books: BTreeMap<(usize, usize), Vec<(usize, usize)>> = BTreeMap::new();
-    for (ci, &id) in first.iter().enumerate() {
-        let Op::Conv(c) = &gs[0].node(id).op else {
-            continue;
-        };
-        let kw = c.weight.shape()[3];
-        for flat in 0..c.weight.len() {
-            let key = match spec.scope {
-                Scope::Full => (0, 0),
-                Scope::Slice => (ci, flat % kw),
-            };
-            books.entry(key).or_default().push((ci, flat));
-        }
-    }
+    let books = crate::cluster::codebooks(&gs[0], first, spec.scope);
     for (b, entries) in books.values().enumerate() {
         let mut pts = Vec::with_capacity(entries.len() * m);
         for &(ci, flat) in entries {

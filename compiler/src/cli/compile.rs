@@ -64,6 +64,20 @@ pub struct CompileArgs {
 }
 
 impl CompileArgs {
+    /// The import options these flags ask for (refusing an unknown layout first).
+    fn import_options(&self) -> anyhow::Result<ImportOptions> {
+        if self.layout != "reference" {
+            anyhow::bail!(
+                "unknown layout '{}': the available layout is 'reference'",
+                self.layout
+            );
+        }
+        Ok(ImportOptions {
+            input_shapes: vec![self.input_shape.clone()],
+            ..Default::default()
+        })
+    }
+
     /// The compile options these flags ask for, with the model's input normalisation.
     fn compile_options(
         &self,
@@ -88,16 +102,7 @@ pub fn build(
     model: &std::path::Path,
     a: &CompileArgs,
 ) -> anyhow::Result<(compiler::e2e::Compiled, passes::ir::Graph)> {
-    if a.layout != "reference" {
-        anyhow::bail!(
-            "unknown layout '{}': the available layout is 'reference'",
-            a.layout
-        );
-    }
-    let opts = ImportOptions {
-        input_shapes: vec![a.input_shape.clone()],
-        ..Default::default()
-    };
+    let opts = a.import_options()?;
     let imp =
         import_path(model, &opts).with_context(|| format!("importing {}", model.display()))?;
     let image = compiler::image::normalization(&imp.metadata, &imp.graph);
@@ -123,16 +128,7 @@ pub fn build_ensemble(
     models: &[PathBuf],
     a: &CompileArgs,
 ) -> anyhow::Result<compiler::e2e::Compiled> {
-    if a.layout != "reference" {
-        anyhow::bail!(
-            "unknown layout '{}': the available layout is 'reference'",
-            a.layout
-        );
-    }
-    let opts = ImportOptions {
-        input_shapes: vec![a.input_shape.clone()],
-        ..Default::default()
-    };
+    let opts = a.import_options()?;
     let mut graphs = vec![];
     let mut image = None;
     for (m, model) in models.iter().enumerate() {
