@@ -62,6 +62,113 @@ pub fn compile(
     Ok(Compiled { planned, program })
 }
 
+/// Which ciphertext layout to lower to (`fhec compile --layout`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LayoutChoice {
+    /// One channel per ciphertext (design brief 1.5).
+    #[default]
+    Reference,
+    /// A whole tensor per ciphertext, channels interleaved (`lower::packed`).
+    Packed,
+    /// Whichever the cost model (`lower::cost`) finds cheaper among those that lower.
+    Auto,
+}
+
+impl std::str::FromStr for LayoutChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reference" => Ok(LayoutChoice::Reference),
+            "packed" => Ok(LayoutChoice::Packed),
+            "auto" => Ok(LayoutChoice::Auto),
+            _ => Err(format!(
+                "unknown layout '{s}': the layouts are 'reference', 'packed' and 'auto'"
+            )),
+        }
+    }
+}
+
+/// A compiled model, the layout taken and the cost estimates compared.
+pub type LayoutCompiled = (
+    Compiled,
+    &'static str,
+    Vec<(&'static str, lower::cost::Cost)>,
+);
+
+/// The packed layout's compile: its channel groups come from the rewritten graph, and the
+/// level plan gets the primes its validity masks cost.
+fn compile_packed(
+    graph: Graph,
+    opts: &CompileOptions,
+    progress: impl FnMut(usize, usize, &str),
+) -> Result<Compiled, E2eError> {
+    let mut rewritten = pipeline::rewrite(graph)?;
+    if let Some(spec) = &opts.cluster {
+        let rep = passes::cluster::run(&mut rewritten.graph, spec).map_err(PipelineError::from)?;
+        rewritten.reports.push(rep);
+    }
+    let layout = lower::packed::Packed::for_graph(&rewritten.graph);
+    let mut req = opts.request.clone();
+    req.extra_towers += lower::packed::Packed::extra_towers(&rewritten.graph);
+    req.min_log_n = req.min_log_n.max(layout.min_log_n());
+    let planned = pipeline::plan_rewritten(rewritten, &req)?;
+    let params = lower::params_for(&planned.params, opts.insecure_test_params)?;
+    let program = lower::lower_batched(
+        &planned,
+        params,
+        opts.image.clone(),
+        &layout,
+        opts.batch,
+        progress,
+    )?;
+    Ok(Compiled { planned, program })
+}
+
+/// Compiles in the chosen layout; `Auto` lowers both and keeps the one with the lower
+/// estimated cost (the packed layout only where it lowers: unsupported ops fall back).
+/// Returns the layout taken and the estimates compared.
+pub fn compile_with(
+    graph: Graph,
+    opts: &CompileOptions,
+    choice: LayoutChoice,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<LayoutCompiled, E2eError> {
+    use lower::reference::Reference;
+    match choice {
+        LayoutChoice::Reference => {
+            let c = compile(graph, opts, &Reference, progress)?;
+            let e = lower::cost::estimate(&c.program);
+            Ok((c, "reference", vec![("reference", e)]))
+        }
+        LayoutChoice::Packed => {
+            let c = compile_packed(graph, opts, progress)?;
+            let e = lower::cost::estimate(&c.program);
+            Ok((c, "packed", vec![("packed", e)]))
+        }
+        LayoutChoice::Auto => {
+            let r = compile(graph.clone(), opts, &Reference, &mut progress)?;
+            let er = lower::cost::estimate(&r.program);
+            match compile_packed(graph, opts, &mut progress) {
+                Ok(p) => {
+                    let ep = lower::cost::estimate(&p.program);
+                    let both = vec![("reference", er.clone()), ("packed", ep.clone())];
+                    if ep.ntts < er.ntts {
+                        Ok((p, "packed", both))
+                    } else {
+                        Ok((r, "reference", both))
+                    }
+                }
+                Err(E2eError::Lower(LowerError::Unsupported { .. }))
+                | Err(E2eError::Lower(LowerError::Layout { .. }))
+                | Err(E2eError::Pipeline(PipelineError::Params(_))) => {
+                    Ok((r, "reference", vec![("reference", er)]))
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
 /// An ensemble of models of one architecture (`graphs.len()` members, a power of two) in
 /// one program (`lower::ensemble`): each is planned and lowered as a single-input program
 /// with the same parameters (the ring grows until N/2 slots hold one input period per

@@ -5,7 +5,7 @@
 //! sizes, peak RSS).
 //!
 //! `cargo run --release -p compiler --bin e2e-bench -- [MODEL.onnx] [--images N]
-//! [--cluster slice:K] [--batch N|max] [--member OTHER.onnx ...]`
+//! [--cluster slice:K] [--batch N|max] [--layout reference|packed|auto] [--member OTHER.onnx ...]`
 //! With `--member` (repeatable), MODEL and the others run as one ensemble program: the
 //! error is over every member's logits, top-1 that of the averaged softmaxes.
 //! With `--batch`, the images go through in groups of the batch size, one encrypted run
@@ -14,9 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use compiler::e2e::{
-    compile, compile_ensemble, error_bits, peak_rss_bytes, top1, CompileOptions, Session,
-};
+use compiler::e2e::{compile_ensemble, error_bits, peak_rss_bytes, top1, CompileOptions, Session};
 use compiler::lower::reference::Reference;
 use compiler::onnx::{import_path, ImportOptions};
 use serde_json::json;
@@ -29,6 +27,7 @@ fn main() -> anyhow::Result<()> {
     let mut cluster = None;
     let mut batch = compiler::lower::BatchSize::One;
     let mut others: Vec<PathBuf> = vec![];
+    let mut layout = compiler::e2e::LayoutChoice::Reference;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--cluster" {
@@ -37,6 +36,9 @@ fn main() -> anyhow::Result<()> {
         } else if a == "--batch" {
             let v = args.next().unwrap_or_default();
             batch = v.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        } else if a == "--layout" {
+            let v = args.next().unwrap_or_default();
+            layout = v.parse().map_err(|e: String| anyhow::anyhow!(e))?;
         } else if a == "--member" {
             others.push(PathBuf::from(args.next().unwrap_or_default()));
         } else if a == "--images" {
@@ -60,7 +62,9 @@ fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     let c = if others.is_empty() {
-        compile(imp.graph, &opts, &Reference, |_, _, _| {})?
+        let (c, name, costs) = compiler::e2e::compile_with(imp.graph, &opts, layout, |_, _, _| {})?;
+        eprintln!("layout {name}; cost model {costs:?}");
+        c
     } else {
         compile_ensemble(originals.clone(), &opts, &Reference, |_, _, _, _| {})?
     };

@@ -1,5 +1,5 @@
 //! `fhec compile MODEL.onnx -o MODEL.fheprog [--log-n N] [--precision-bits B]
-//! [--layout reference] [--insecure-test-params]`: import, rewrite passes, level plan,
+//! [--layout auto|reference|packed] [--insecure-test-params]`: import, rewrite passes, level plan,
 //! parameter selection and lowering; writes the checksummed program and prints a summary
 //! (per layer: instructions, rotations, masked taps; totals: keys and sizes).
 //! `fhec compile A.onnx B.onnx ... --ensemble -o E.fheprog`: the models (a power of two,
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use compiler::e2e::{compile, CompileOptions};
+use compiler::e2e::{compile_with, CompileOptions, LayoutChoice};
 use compiler::lower::reference::Reference;
 use compiler::onnx::{import_path, ImportOptions};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -43,9 +43,11 @@ pub struct CompileArgs {
     /// Bits of output precision wanted (sets the smallest Delta).
     #[arg(long, default_value_t = 12)]
     pub precision_bits: u32,
-    /// Ciphertext layout (only `reference` today).
-    #[arg(long, default_value = "reference")]
-    pub layout: String,
+    /// Ciphertext layout: `reference` (one channel per ciphertext), `packed` (a whole
+    /// tensor per ciphertext, stride-1 convolutions only so far) or `auto` (the one the
+    /// cost model finds cheaper among those that lower).
+    #[arg(long, default_value = "auto")]
+    pub layout: compiler::e2e::LayoutChoice,
     /// Build INSECURE test parameters (no 128-bit check; every verb refuses the program
     /// unless given this flag too).
     #[arg(long)]
@@ -64,14 +66,8 @@ pub struct CompileArgs {
 }
 
 impl CompileArgs {
-    /// The import options these flags ask for (refusing an unknown layout first).
+    /// The import options these flags ask for.
     fn import_options(&self) -> anyhow::Result<ImportOptions> {
-        if self.layout != "reference" {
-            anyhow::bail!(
-                "unknown layout '{}': the available layout is 'reference'",
-                self.layout
-            );
-        }
         Ok(ImportOptions {
             input_shapes: vec![self.input_shape.clone()],
             ..Default::default()
@@ -113,13 +109,18 @@ pub fn build(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let original = imp.graph.clone();
-    let c = compile(imp.graph, &copts, &Reference, |done, total, layer| {
+    let (c, layout, costs) = compile_with(imp.graph, &copts, a.layout, |done, total, layer| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
         bar.set_message(layer.to_string());
     })
     .with_context(|| format!("compiling {}", model.display()))?;
     bar.finish_and_clear();
+    let est: Vec<String> = costs
+        .iter()
+        .map(|(n, e)| format!("{n} {:.3e} NTTs, {} key switches", e.ntts, e.key_switches))
+        .collect();
+    eprintln!("layout: {layout} (cost model: {})", est.join("; "));
     Ok((c, original))
 }
 
@@ -128,6 +129,9 @@ pub fn build_ensemble(
     models: &[PathBuf],
     a: &CompileArgs,
 ) -> anyhow::Result<compiler::e2e::Compiled> {
+    if a.layout == LayoutChoice::Packed {
+        anyhow::bail!("ensembles are lowered in the reference layout (--layout reference or auto)");
+    }
     let opts = a.import_options()?;
     let mut graphs = vec![];
     let mut image = None;

@@ -41,11 +41,41 @@ pub struct Features {
     pub period: Option<u32>,
 }
 
+/// A rank-4 tensor (1, C, H, W) in one ciphertext (the packed layout, `packed.rs`):
+/// channel `c` of pixel (i, j) at slot `(i * w + j) * 2 cp + c` and again at `+ cp` (the
+/// channel group is doubled, so a rotation by d < cp reads channel (c + d) mod cp);
+/// channels C..cp are zero; the pattern repeats every `h * w * 2 cp` slots over the ring.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelPacked {
+    pub reg: Reg,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    /// Channel group: a power of two >= C (slots per pixel: 2 cp).
+    pub cp: usize,
+}
+
+impl ChannelPacked {
+    /// Slots per pixel.
+    pub fn group(&self) -> usize {
+        2 * self.cp
+    }
+    /// Slots of one copy of the tensor (a power of two).
+    pub fn period(&self) -> usize {
+        self.h * self.w * self.group()
+    }
+    /// The first slot of channel `c` of pixel (i, j).
+    pub fn slot(&self, c: usize, i: usize, j: usize) -> usize {
+        (i * self.w + j) * self.group() + c
+    }
+}
+
 /// An encrypted value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Spatial(Spatial),
     Features(Features),
+    Packed(ChannelPacked),
 }
 
 impl Value {
@@ -54,6 +84,7 @@ impl Value {
         let mut v: Vec<Reg> = match self {
             Value::Spatial(s) => s.chans.iter().flatten().copied().collect(),
             Value::Features(f) => f.items.iter().flatten().map(|x| x.0).collect(),
+            Value::Packed(p) => vec![p.reg],
         };
         v.sort_unstable();
         v.dedup();

@@ -12,10 +12,12 @@
 //! `compiler/tests/lower_e2e.rs`.
 
 pub mod batch;
+pub mod cost;
 pub mod emitter;
 pub mod ensemble;
 pub mod error;
 pub mod layout;
+pub mod packed;
 pub mod reference;
 
 use std::collections::HashMap;
@@ -74,6 +76,7 @@ fn channels_of(v: &Value) -> usize {
     match v {
         Value::Spatial(s) => s.chans.len(),
         Value::Features(f) => f.items.len(),
+        Value::Packed(p) => p.c,
     }
 }
 
@@ -240,6 +243,7 @@ pub fn lower_batched(
                 let d = match x {
                     Value::Spatial(s) => (s.h * s.w) as f64,
                     Value::Features(_) => 1.0,
+                    Value::Packed(p) => (p.h * p.w) as f64,
                 };
                 let s = layout.global_sum_pool(&mut em, x)?;
                 let r = layout.affine(&mut em, &s, &[1.0 / d], &[0.0], true)?;

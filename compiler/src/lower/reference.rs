@@ -49,6 +49,7 @@ fn spatial<'a>(em: &Emitter, x: &'a Value) -> Result<&'a Spatial, LowerError> {
     match x {
         Value::Spatial(s) => Ok(s),
         Value::Features(_) => Err(layout_err(em, "expects an NCHW tensor, got a flat one")),
+        Value::Packed(_) => Err(layout_err(em, "a packed tensor in the reference layout")),
     }
 }
 
@@ -63,7 +64,12 @@ fn per(v: &[f64], c: usize) -> f64 {
 /// Brings a register to a scale a product can start from (at most ~Delta^2): values at
 /// Delta^3 are rescaled, values at ~Delta^2 that must be fresh (`need_fresh`) are
 /// multiplied by 1 at the scale that makes the rescale land on exactly Delta.
-fn freshen(em: &mut Emitter, r: Reg, steal: bool, need_fresh: bool) -> Result<Reg, LowerError> {
+pub(super) fn freshen(
+    em: &mut Emitter,
+    r: Reg,
+    steal: bool,
+    need_fresh: bool,
+) -> Result<Reg, LowerError> {
     let st = em.state(r);
     let d = em.delta;
     let high = st.scale > d * d.sqrt();
@@ -99,7 +105,12 @@ fn freshen_all(
 
 /// Brings `r` to exactly `t` (level and scale): a drop, a constant multiply by 1 at the
 /// compensating scale (with a rescale when `r` has a prime to spare), or an error.
-fn align_to(em: &mut Emitter, r: Reg, t: CtState, steal: bool) -> Result<Reg, LowerError> {
+pub(super) fn align_to(
+    em: &mut Emitter,
+    r: Reg,
+    t: CtState,
+    steal: bool,
+) -> Result<Reg, LowerError> {
     let st = em.state(r);
     if st.level == t.level && same_scale(st.scale, t.scale) {
         return Ok(r);
@@ -716,6 +727,7 @@ impl Layout for Reference {
         let period = match x {
             Value::Features(f) => f.period,
             Value::Spatial(s) => s.period,
+            Value::Packed(_) => None,
         };
         if let Some(pin) = period.map(|p| p as usize) {
             let mut cols: Vec<(Reg, Vec<Option<usize>>)> = vec![];
@@ -1017,35 +1029,9 @@ impl Layout for Reference {
             (Some(x), None) | (None, Some(x)) => x,
             (None, None) => return Err(layout_err(em, "both addends are zero")),
         };
-        let pair =
-            |em: &mut Emitter, x: Option<Reg>, y: Option<Reg>| -> Result<Option<Reg>, LowerError> {
-                let xa = x.map(|r| align_to(em, r, target, steal.0)).transpose()?;
-                let mut yb = y.map(|r| align_to(em, r, target, steal.1)).transpose()?;
-                if sign != 1 {
-                    if let Some(r) = yb {
-                        let r2 = em.owned(r, steal.1 || Some(r) != y);
-                        em.mul_int(r2, sign);
-                        yb = Some(r2);
-                    }
-                }
-                Ok(match (xa, yb) {
-                    (Some(p), Some(q)) => {
-                        let dst = if Some(p) != x || (steal.0 && em.refs(p) <= 1) {
-                            p
-                        } else {
-                            em.owned(p, false)
-                        };
-                        em.add(dst, dst, q)?;
-                        if Some(q) != y {
-                            em.release(q);
-                        }
-                        Some(dst)
-                    }
-                    (Some(p), None) => Some(p),
-                    (None, Some(q)) => Some(q),
-                    (None, None) => None,
-                })
-            };
+        let pair = |em: &mut Emitter, x: Option<Reg>, y: Option<Reg>| {
+            add_aligned(em, x, y, sign, steal, target)
+        };
         match (a, b) {
             (Value::Spatial(x), Value::Spatial(y)) => {
                 if (x.h, x.w, x.origin, x.row, x.col) != (y.h, y.w, y.origin, y.row, y.col)
@@ -1153,6 +1139,9 @@ impl Layout for Reference {
                     .filter(|&i| i < n)
                     .collect()
             };
+            if matches!(v, Value::Packed(_)) {
+                return Err(layout_err(em, "a packed tensor in the reference layout"));
+            }
             match &mut v {
                 Value::Spatial(s) => match axis {
                     0 => {
@@ -1184,6 +1173,7 @@ impl Layout for Reference {
                     }
                     _ => return Err(unsupported(em, "Slice", "axis beyond 1 of a flat tensor")),
                 },
+                Value::Packed(_) => unreachable!("refused above"),
             }
         }
         Ok(v)
@@ -1229,6 +1219,9 @@ impl Layout for Reference {
         let mut out = vec![];
         let zero = || layout_err(em, "an output value is identically zero");
         match x {
+            Value::Packed(_) => {
+                return Err(layout_err(em, "a packed tensor in the reference layout"))
+            }
             Value::Features(f) => {
                 for (k, it) in f.items.iter().enumerate() {
                     let (r, s) = it.ok_or_else(zero)?;
@@ -1248,6 +1241,44 @@ impl Layout for Reference {
         }
         Ok(out)
     }
+}
+
+/// `x + sign * y` for two registers (either may be absent: identically zero), both first
+/// brought to `target` (level and scale); `steal` says which input may be modified in place.
+pub(super) fn add_aligned(
+    em: &mut Emitter,
+    x: Option<Reg>,
+    y: Option<Reg>,
+    sign: i64,
+    steal: (bool, bool),
+    target: CtState,
+) -> Result<Option<Reg>, LowerError> {
+    let xa = x.map(|r| align_to(em, r, target, steal.0)).transpose()?;
+    let mut yb = y.map(|r| align_to(em, r, target, steal.1)).transpose()?;
+    if sign != 1 {
+        if let Some(r) = yb {
+            let r2 = em.owned(r, steal.1 || Some(r) != y);
+            em.mul_int(r2, sign);
+            yb = Some(r2);
+        }
+    }
+    Ok(match (xa, yb) {
+        (Some(p), Some(q)) => {
+            let dst = if Some(p) != x || (steal.0 && em.refs(p) <= 1) {
+                p
+            } else {
+                em.owned(p, false)
+            };
+            em.add(dst, dst, q)?;
+            if Some(q) != y {
+                em.release(q);
+            }
+            Some(dst)
+        }
+        (Some(p), None) => Some(p),
+        (None, Some(q)) => Some(q),
+        (None, None) => None,
+    })
 }
 
 /// Applies `f` to every non-zero channel of a uniform value, once per register (`f(em, reg,
@@ -1321,5 +1352,6 @@ fn map_channels(
                 period: fe.period,
             }))
         }
+        Value::Packed(_) => Err(layout_err(em, "a packed tensor in the reference layout")),
     }
 }

@@ -1,0 +1,667 @@
+//! The packed layout (issue 8, beyond the paper's one-channel-per-ciphertext layout): a
+//! whole (C, H, W) tensor lives in ONE ciphertext, channels interleaved per pixel
+//! ([`ChannelPacked`]: slot `(i w + j) 2cp + c`, the channel group doubled so that a
+//! rotation by d < cp reads channel (c + d) mod cp of the same pixel).
+//!
+//! A stride-1 "same" convolution is `y = sum_t valid_t (.) rot_{s_t}(w_t)` over its taps t
+//! (pixel shift s_t = (dy w + dx) 2cp, validity mask valid_t: the pixels whose neighbour is
+//! inside the image), where the channel mixing `w_t = sum_d D_{t,d} (.) rot_d(x)` runs in
+//! baby-step giant-step form: `w_t = sum_g rot_{gB}(sum_b E_{t,g,b} (.) rot_b(x))`. The
+//! diagonals D and E depend on the channel offset only (they repeat every 2cp slots), so
+//! the rotation keys are the B - 1 baby steps, the giant steps gB, the tap shifts and the
+//! upper-half refill (-cp): a few dozen keys for any channel count. Per conv: B - 1 hoisted
+//! rotations, 9 (cp / B - 1) giant rotations and 8 tap rotations, against C_in x 8 in the
+//! reference layout; 9 cp diagonal products against C_in x C_out x 9.
+//!
+//! Levels: the diagonal products and the validity masks are two plaintext products, so a
+//! conv costs one prime more than in the reference layout (`extra_towers`).
+//!
+//! Rewrites nothing (a lowering). Preconditions: every 4-D tensor has H W a power of two
+//! and H W 2cp <= N/2 slots; convolutions have stride 1, group 1 and "same" padding (others
+//! are clear `Unsupported` errors: compile them with the reference layout). After the
+//! global pool the value is a repeated feature vector and the reference layout's dense
+//! lowering (diagonal method) takes over. Guarantees: every value is uniform (one
+//! register), checked against the interpreter by `compiler/tests/packed_layout.rs`.
+
+use std::collections::HashMap;
+
+use passes::ir::{AveragePool, Conv, Gemm, Graph, Op, Poly, SliceAxis};
+use runtime::program::{Linear, Reg, SlotMask, SlotVector};
+
+use super::emitter::Emitter;
+use super::error::LowerError;
+use super::layout::{ChannelPacked, Features, InputPacking, Layout, Value};
+use super::reference::{add_aligned, freshen, Reference};
+
+const NAME: &str = "packed";
+
+/// The packed layout, with the channel group of every spatial size of one graph.
+pub struct Packed {
+    groups: HashMap<(usize, usize), usize>,
+}
+
+/// Largest number of baby steps (so the baby keys are shared by every channel count).
+const MAX_BABY: usize = 8;
+
+fn layout_err(em: &Emitter, why: impl Into<String>) -> LowerError {
+    LowerError::Layout {
+        layer: em.origin().to_string(),
+        why: why.into(),
+    }
+}
+
+fn unsupported(em: &Emitter, op: &str, why: impl Into<String>) -> LowerError {
+    LowerError::Unsupported {
+        layer: em.origin().to_string(),
+        op: op.to_string(),
+        layout: NAME,
+        why: why.into(),
+    }
+}
+
+fn exhausted(em: &Emitter) -> LowerError {
+    LowerError::Exhausted {
+        layer: em.origin().to_string(),
+    }
+}
+
+fn packed<'a>(em: &Emitter, x: &'a Value) -> Result<&'a ChannelPacked, LowerError> {
+    match x {
+        Value::Packed(p) => Ok(p),
+        _ => Err(layout_err(em, "expects a packed NCHW tensor")),
+    }
+}
+
+fn per(v: &[f64], c: usize) -> f64 {
+    if v.len() == 1 {
+        v[0]
+    } else {
+        v[c]
+    }
+}
+
+impl Packed {
+    /// The channel group of each spatial size: the smallest power of two that holds every
+    /// channel count of a 4-D tensor of that size in `g` (so a conv's input and output
+    /// share one pixel pitch).
+    pub fn for_graph(g: &Graph) -> Packed {
+        let mut groups: HashMap<(usize, usize), usize> = HashMap::new();
+        for id in g.node_ids() {
+            let n = g.node(id);
+            if matches!(n.op, Op::Constant(_)) {
+                continue;
+            }
+            if let [_, c, h, w] = n.shape[..] {
+                let e = groups.entry((h, w)).or_insert(1);
+                *e = (*e).max(c.max(1).next_power_of_two());
+            }
+        }
+        Packed { groups }
+    }
+
+    /// The primes this layout needs beyond the level plan (made for the reference
+    /// layout): one per convolution (validity masks after the diagonal products).
+    pub fn extra_towers(g: &Graph) -> u32 {
+        g.node_ids()
+            .into_iter()
+            .filter(|&id| matches!(g.node(id).op, Op::Conv(_)))
+            .count() as u32
+    }
+
+    /// The smallest ring (log2 N) whose N/2 slots hold one copy of every tensor.
+    pub fn min_log_n(&self) -> u32 {
+        let most = self
+            .groups
+            .iter()
+            .map(|(&(h, w), &cp)| (h * w).next_power_of_two() * 2 * cp)
+            .max()
+            .unwrap_or(1);
+        most.trailing_zeros() + 1
+    }
+
+    fn group_of(&self, c: usize, h: usize, w: usize) -> usize {
+        self.groups
+            .get(&(h, w))
+            .copied()
+            .unwrap_or(1)
+            .max(c.max(1).next_power_of_two())
+    }
+}
+
+/// The slot vector that repeats `pattern` (one channel group, 2cp offsets) over the ring.
+fn group_vector(slots: usize, pattern: &[f64]) -> SlotVector {
+    let g = pattern.len();
+    let mut entries = vec![];
+    for base in (0..slots).step_by(g) {
+        for (k, &v) in pattern.iter().enumerate() {
+            if v != 0.0 {
+                entries.push(((base + k) as u32, v));
+            }
+        }
+    }
+    SlotVector { entries }
+}
+
+/// A per-channel constant (length 1 or C) on both halves of every channel group.
+fn channel_pattern(p: &ChannelPacked, v: &[f64]) -> Vec<f64> {
+    let mut pat = vec![0.0; p.group()];
+    for c in 0..p.c {
+        pat[c] = per(v, c);
+        pat[c + p.cp] = per(v, c);
+    }
+    pat
+}
+
+fn uniform(v: &[f64], c: usize) -> bool {
+    v.len() == 1 || (0..c).all(|k| v[k] == v[0])
+}
+
+/// `r * v` per channel at `scale`: a constant multiply when every channel has the same
+/// value, else a slot-vector product (a new register).
+fn scaled(
+    em: &mut Emitter,
+    p: &ChannelPacked,
+    r: Reg,
+    v: &[f64],
+    scale: f64,
+    steal: bool,
+) -> Result<Reg, LowerError> {
+    if uniform(v, p.c) {
+        let r = em.owned(r, steal);
+        em.mul_const(r, per(v, 0), scale);
+        Ok(r)
+    } else {
+        let pat = channel_pattern(p, v);
+        em.dot(vec![r], vec![group_vector(em.slots, &pat)], scale)
+    }
+}
+
+/// `r += v` per channel (on both halves of every group; nothing where v is zero).
+fn add_channels(em: &mut Emitter, p: &ChannelPacked, r: Reg, v: &[f64]) {
+    if uniform(v, p.c) && p.c == p.cp {
+        em.add_const(r, per(v, 0));
+    } else {
+        let pat = channel_pattern(p, v);
+        let sv = group_vector(em.slots, &pat);
+        em.add_vec(r, sv);
+    }
+}
+
+/// `x + rot(x, k1) + rot(x, 2 k1) + ...` (n terms, n a power of two) by log2 n doublings.
+fn sum_shifts(em: &mut Emitter, x: Reg, n: usize, step: i64) -> Result<Reg, LowerError> {
+    let mut k = 1;
+    while k < n {
+        let t = em.rotate(x, step * k as i64);
+        em.add(x, x, t)?;
+        em.release(t);
+        k *= 2;
+    }
+    Ok(x)
+}
+
+impl Layout for Packed {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn input(
+        &self,
+        em: &mut Emitter,
+        shape: &[usize],
+    ) -> Result<(Value, InputPacking), LowerError> {
+        let &[1, c, h, w] = shape else {
+            return Err(unsupported(
+                em,
+                "Input",
+                format!("input of shape {shape:?} (the packed layout takes (1, C, H, W))"),
+            ));
+        };
+        if !em.spread {
+            return Err(unsupported(
+                em,
+                "Input",
+                "batch mode (several inputs per run) uses the reference layout",
+            ));
+        }
+        let cp = self.group_of(c, h, w);
+        let v = ChannelPacked {
+            reg: 0,
+            c,
+            h,
+            w,
+            cp,
+        };
+        let period = v.period();
+        if !(h * w).is_power_of_two() || period > em.slots {
+            return Err(unsupported(
+                em,
+                "Input",
+                format!(
+                    "a {c}x{h}x{w} tensor packs into {} slots per copy (H W must be a power \
+                     of two and H W 2cp <= {} slots)",
+                    h * w * 2 * cp,
+                    em.slots
+                ),
+            ));
+        }
+        em.need_period(em.slots);
+        let level = em.top_level();
+        let scale = if level > 0 {
+            em.delta * em.delta
+        } else {
+            em.delta
+        };
+        let r = em.alloc(super::emitter::CtState { level, scale });
+        let mut placement = vec![];
+        for m in 0..em.slots / period {
+            for ch in 0..c {
+                for i in 0..h {
+                    for j in 0..w {
+                        let idx = ((ch * h + i) * w + j) as u32;
+                        let s = m * period + v.slot(ch, i, j);
+                        placement.push((idx, r, s as u32));
+                        placement.push((idx, r, (s + cp) as u32));
+                    }
+                }
+            }
+        }
+        Ok((
+            Value::Packed(ChannelPacked { reg: r, ..v }),
+            InputPacking { placement, cts: 1 },
+        ))
+    }
+
+    fn conv(&self, em: &mut Emitter, x: &Value, conv: &Conv) -> Result<Value, LowerError> {
+        let p = packed(em, x)?.clone();
+        let ws = conv.weight.shape();
+        let (co, cig, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+        if conv.group != 1 {
+            return Err(unsupported(
+                em,
+                "Conv",
+                "grouped convolutions are not packed yet",
+            ));
+        }
+        if cig != p.c {
+            return Err(layout_err(em, "weight and input channel counts disagree"));
+        }
+        if conv.strides != [1, 1] {
+            return Err(unsupported(
+                em,
+                "Conv",
+                "strided convolutions are not packed yet (use --layout reference)",
+            ));
+        }
+        let [top, left, bottom, right] = conv.pads;
+        if top + bottom + 1 != kh || left + right + 1 != kw {
+            return Err(unsupported(
+                em,
+                "Conv",
+                "only size-preserving ('same') convolutions are packed",
+            ));
+        }
+        let cp = p.cp;
+        if co > cp {
+            return Err(layout_err(
+                em,
+                "more output channels than the channel group",
+            ));
+        }
+        let g = 2 * cp;
+        let (h, w) = (p.h, p.w);
+        let wt = conv.weight.data();
+        let weight =
+            |o: usize, i: usize, ky: usize, kx: usize| wt[((o * cig + i) * kh + ky) * kw + kx];
+        let bsz = cp.min(MAX_BABY);
+        let giants = cp / bsz;
+
+        let x0 = freshen(em, p.reg, false, false)?;
+        let st = em.state(x0);
+        let wsc = em.product_scale(st).ok_or_else(|| exhausted(em))?;
+        // Baby steps: rot(x, b), b < B, hoisted (one decomposition).
+        let babies: Vec<Reg> = if bsz == 1 {
+            vec![x0]
+        } else {
+            let l = Linear {
+                srcs: vec![x0],
+                dsts: vec![],
+                steps: (0..bsz as i64).collect(),
+                masks: vec![None; bsz],
+                weights: (0..bsz)
+                    .flat_map(|o| (0..bsz).map(move |t| if o == t { 1.0 } else { 0.0 }))
+                    .collect(),
+                weight_scale: 1.0,
+                bias: None,
+                bias_mask: None,
+            };
+            em.linear(l, bsz)?
+        };
+        // Per tap: the channel mixing w_t (giant steps), rotated by the pixel shift.
+        let mut shifted: Vec<(Reg, Option<u32>)> = vec![];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let dy = ky as i64 - top as i64;
+                let dx = kx as i64 - left as i64;
+                // D_d at offset k (< cp): W[k][(k + d) mod cp].
+                let diag = |d: usize, k: usize| -> f64 {
+                    if k >= cp {
+                        return 0.0;
+                    }
+                    let i = (k + d) % cp;
+                    if k < co && i < p.c {
+                        weight(k, i, ky, kx)
+                    } else {
+                        0.0
+                    }
+                };
+                let mut acc: Option<Reg> = None;
+                for gi in 0..giants {
+                    let shift = gi * bsz;
+                    let mut srcs = vec![];
+                    let mut vecs = vec![];
+                    for (b, &rb) in babies.iter().enumerate() {
+                        // E_{g,b}[k] = D_{gB + b}[(k - gB) mod 2cp].
+                        let pat: Vec<f64> = (0..g)
+                            .map(|k| diag(shift + b, (k + g - shift) % g))
+                            .collect();
+                        if pat.iter().any(|&v| v != 0.0) {
+                            srcs.push(rb);
+                            vecs.push(group_vector(em.slots, &pat));
+                        }
+                    }
+                    if srcs.is_empty() {
+                        continue;
+                    }
+                    let z = em.dot(srcs, vecs, wsc)?;
+                    let z = if shift == 0 {
+                        z
+                    } else {
+                        let r = em.rotate(z, shift as i64);
+                        em.release(z);
+                        r
+                    };
+                    acc = Some(match acc {
+                        None => z,
+                        Some(a) => {
+                            em.add(a, a, z)?;
+                            em.release(z);
+                            a
+                        }
+                    });
+                }
+                let Some(wt_reg) = acc else { continue };
+                let step = (dy * w as i64 + dx) * g as i64;
+                let r = if step == 0 {
+                    wt_reg
+                } else {
+                    let r = em.rotate(wt_reg, step);
+                    em.release(wt_reg);
+                    r
+                };
+                // Pixels whose neighbour (i + dy, j + dx) is inside the image.
+                let mask = if dy == 0 && dx == 0 {
+                    None
+                } else {
+                    let mut slots = vec![];
+                    for m in 0..em.slots / p.period() {
+                        for i in 0..h as i64 {
+                            for j in 0..w as i64 {
+                                let (ii, jj) = (i + dy, j + dx);
+                                if ii >= 0 && ii < h as i64 && jj >= 0 && jj < w as i64 {
+                                    let base = m * p.period() + p.slot(0, i as usize, j as usize);
+                                    slots.extend((base..base + cp).map(|s| s as u32));
+                                }
+                            }
+                        }
+                    }
+                    Some(em.mask(SlotMask::from_slots(slots)))
+                };
+                em.rescale(r)?;
+                shifted.push((r, mask));
+            }
+        }
+        for &b in &babies {
+            if b != x0 {
+                em.release(b);
+            }
+        }
+        if x0 != p.reg {
+            em.release(x0);
+        }
+        if shifted.is_empty() {
+            return Err(layout_err(em, "every weight of the convolution is zero"));
+        }
+        // The validity masks: one Linear over the shifted taps (no rotations).
+        let srcs: Vec<Reg> = shifted.iter().map(|s| s.0).collect();
+        let st = em.uniform(&srcs)?;
+        let msc = em.product_scale(st).ok_or_else(|| exhausted(em))?;
+        let n = shifted.len();
+        let l = Linear {
+            srcs: srcs.clone(),
+            dsts: vec![],
+            steps: vec![0; n],
+            masks: shifted.iter().map(|s| s.1).collect(),
+            weights: (0..n)
+                .flat_map(|i| (0..n).map(move |t| if i == t { 1.0 } else { 0.0 }))
+                .collect(),
+            weight_scale: msc,
+            bias: None,
+            bias_mask: None,
+        };
+        let y = em.linear(l, 1)?[0];
+        for r in srcs {
+            em.release(r);
+        }
+        // Refill the upper half of every channel group (the diagonals left it zero).
+        let up = em.rotate(y, -(cp as i64));
+        em.add(y, y, up)?;
+        em.release(up);
+        let out = ChannelPacked {
+            reg: y,
+            c: co,
+            ..p.clone()
+        };
+        if let Some(b) = &conv.bias {
+            add_channels(em, &out, y, b.data());
+        }
+        Ok(Value::Packed(out))
+    }
+
+    fn sum_pool(
+        &self,
+        em: &mut Emitter,
+        _x: &Value,
+        _p: &AveragePool,
+    ) -> Result<Value, LowerError> {
+        Err(unsupported(
+            em,
+            "AveragePool",
+            "windowed pools are not packed yet",
+        ))
+    }
+
+    fn global_sum_pool(&self, em: &mut Emitter, x: &Value) -> Result<Value, LowerError> {
+        let p = packed(em, x)?.clone();
+        let r = em.owned(p.reg, false);
+        let r = sum_shifts(em, r, p.h * p.w, p.group() as i64)?;
+        // Every slot now holds its channel's sum: channel c at slot c, repeated every cp.
+        Ok(Value::Features(Features {
+            items: (0..p.c).map(|c| Some((r, c as u32))).collect(),
+            period: Some(p.cp as u32),
+        }))
+    }
+
+    fn gemm(&self, em: &mut Emitter, x: &Value, g: &Gemm) -> Result<Value, LowerError> {
+        match x {
+            Value::Packed(_) => Err(unsupported(em, "Gemm", "a Gemm on an unpooled tensor")),
+            _ => Reference.gemm(em, x, g),
+        }
+    }
+
+    fn affine(
+        &self,
+        em: &mut Emitter,
+        x: &Value,
+        mul: &[f64],
+        add: &[f64],
+        steal: bool,
+    ) -> Result<Value, LowerError> {
+        let p = match x {
+            Value::Packed(p) => p.clone(),
+            _ => return Reference.affine(em, x, mul, add, steal),
+        };
+        let r = if mul.iter().all(|&m| m == 1.0) {
+            em.owned(p.reg, steal)
+        } else {
+            let f = freshen(em, p.reg, steal, false)?;
+            let st = em.state(f);
+            let wsc = em.product_scale(st).ok_or_else(|| exhausted(em))?;
+            let owned = steal || f != p.reg;
+            let y = scaled(em, &p, f, mul, wsc, owned)?;
+            if f != p.reg && f != y {
+                em.release(f);
+            }
+            y
+        };
+        add_channels(em, &p, r, add);
+        Ok(Value::Packed(ChannelPacked { reg: r, ..p }))
+    }
+
+    fn poly(
+        &self,
+        em: &mut Emitter,
+        x: &Value,
+        poly: &Poly,
+        steal: bool,
+    ) -> Result<Value, LowerError> {
+        let p = match x {
+            Value::Packed(p) => p.clone(),
+            _ => return Reference.poly(em, x, poly, steal),
+        };
+        let (c0, c1, c2) = match poly {
+            Poly::Quadratic { c0, c1, c2 } => (c0, c1, c2),
+            Poly::Bivariate { .. } => {
+                return Err(unsupported(
+                    em,
+                    "Poly",
+                    "bivariate polynomials are not lowered yet",
+                ))
+            }
+        };
+        if c2.iter().all(|&v| v == 0.0) {
+            return self.affine(em, x, c1, c0, steal);
+        }
+        let monic = c2.iter().all(|&v| v == 1.0);
+        let xr = freshen(em, p.reg, steal, true)?;
+        let s = em.state(xr).scale;
+        let d = em.delta;
+        let mut y = em.square_into(xr);
+        if !monic {
+            let y2 = scaled(em, &p, y, c2, d, true)?;
+            if y2 != y {
+                em.release(y);
+            }
+            y = y2;
+        }
+        if c1.iter().any(|&v| v != 0.0) {
+            let own = steal || xr != p.reg;
+            let t = scaled(em, &p, xr, c1, if monic { s } else { s * d }, own)?;
+            em.add(y, y, t)?;
+            if t != p.reg {
+                em.release(t);
+            }
+            if xr != p.reg && xr != t {
+                em.release(xr);
+            }
+        } else if xr != p.reg {
+            em.release(xr);
+        }
+        add_channels(em, &p, y, c0);
+        Ok(Value::Packed(ChannelPacked { reg: y, ..p }))
+    }
+
+    fn add(
+        &self,
+        em: &mut Emitter,
+        a: &Value,
+        b: &Value,
+        sign: i64,
+        steal: (bool, bool),
+    ) -> Result<Value, LowerError> {
+        match (a, b) {
+            (Value::Packed(x), Value::Packed(y)) => {
+                if (x.c, x.h, x.w, x.cp) != (y.c, y.h, y.w, y.cp) {
+                    return Err(layout_err(em, "the addends are packed differently"));
+                }
+                let (sa, sb) = (em.state(x.reg), em.state(y.reg));
+                let target =
+                    if sa.level < sb.level || (sa.level == sb.level && sa.scale >= sb.scale) {
+                        sa
+                    } else {
+                        sb
+                    };
+                let r = add_aligned(em, Some(x.reg), Some(y.reg), sign, steal, target)?
+                    .ok_or_else(|| layout_err(em, "both addends are zero"))?;
+                Ok(Value::Packed(ChannelPacked {
+                    reg: r,
+                    ..x.clone()
+                }))
+            }
+            (Value::Packed(_), _) | (_, Value::Packed(_)) => {
+                Err(layout_err(em, "adding a packed tensor to a flat one"))
+            }
+            _ => Reference.add(em, a, b, sign, steal),
+        }
+    }
+
+    fn reshape(&self, em: &mut Emitter, x: &Value, shape: &[usize]) -> Result<Value, LowerError> {
+        match x {
+            Value::Packed(_) => Err(unsupported(
+                em,
+                "Reshape",
+                "flattening an unpooled packed tensor",
+            )),
+            _ => Reference.reshape(em, x, shape),
+        }
+    }
+
+    fn slice(&self, em: &mut Emitter, x: &Value, axes: &[SliceAxis]) -> Result<Value, LowerError> {
+        match x {
+            Value::Packed(_) => Err(unsupported(em, "Slice", "slices are not packed yet")),
+            _ => Reference.slice(em, x, axes),
+        }
+    }
+
+    fn pad(
+        &self,
+        em: &mut Emitter,
+        x: &Value,
+        pads: &[(usize, usize)],
+    ) -> Result<Value, LowerError> {
+        match x {
+            Value::Packed(_) => Err(unsupported(em, "Pad", "pads are not packed yet")),
+            _ => Reference.pad(em, x, pads),
+        }
+    }
+
+    fn output(&self, em: &mut Emitter, x: &Value) -> Result<Vec<(u32, Reg, u32)>, LowerError> {
+        match x {
+            Value::Packed(p) => {
+                let mut out = vec![];
+                for c in 0..p.c {
+                    for i in 0..p.h {
+                        for j in 0..p.w {
+                            out.push((
+                                ((c * p.h + i) * p.w + j) as u32,
+                                p.reg,
+                                p.slot(c, i, j) as u32,
+                            ));
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            _ => Reference.output(em, x),
+        }
+    }
+}
