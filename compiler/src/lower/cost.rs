@@ -55,6 +55,12 @@ pub fn estimate(p: &Program) -> Cost {
                 c.plaintext_macs += macs;
                 c.ntts += macs as f64 * mac(src);
             }
+            Instr::DotMasked(d) => {
+                let n = d.srcs.len() as u64;
+                c.plaintext_macs += n;
+                c.encodes += n;
+                c.ntts += n as f64 * (mac(src) + (src + 3) as f64);
+            }
             Instr::Dot(d) => {
                 let n = d.srcs.len() as u64;
                 c.plaintext_macs += n;

@@ -332,6 +332,40 @@ impl Emitter {
         Ok(dst)
     }
 
+    /// dst = sum_i (patterns[i] repeated every `period` slots, times masks[i]) (.) srcs[i],
+    /// the vectors encoded at `scale` (`Instr::DotMasked`).
+    pub fn dot_masked(
+        &mut self,
+        srcs: Vec<Reg>,
+        patterns: Vec<SlotVector>,
+        masks: Vec<Option<u32>>,
+        period: usize,
+        scale: f64,
+    ) -> Result<Reg, LowerError> {
+        let st = self.uniform(&srcs)?;
+        let ids = patterns
+            .into_iter()
+            .map(|mut v| {
+                v.entries.sort_by_key(|e| e.0);
+                self.vectors.push(v);
+                (self.vectors.len() - 1) as u32
+            })
+            .collect();
+        let dst = self.alloc(CtState {
+            scale: st.scale * scale,
+            ..st
+        });
+        self.push(Instr::DotMasked(runtime::program::DotMasked {
+            srcs,
+            dst,
+            patterns: ids,
+            masks,
+            period: period as u32,
+            scale,
+        }));
+        Ok(dst)
+    }
+
     /// The common state of `regs` (an internal error if they differ).
     pub fn uniform(&self, regs: &[Reg]) -> Result<CtState, LowerError> {
         let first = regs

@@ -184,6 +184,7 @@ impl Merger<'_> {
             match i {
                 Instr::AddVec { vector, .. } => vec![*vector],
                 Instr::Dot(d) => d.vectors.clone(),
+                Instr::DotMasked(d) => d.patterns.clone(),
                 _ => vec![],
             }
         };

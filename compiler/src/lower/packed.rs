@@ -13,8 +13,10 @@
 //! rotations, 9 (cp / B - 1) giant rotations and 8 tap rotations, against C_in x 8 in the
 //! reference layout; 9 cp diagonal products against C_in x C_out x 9.
 //!
-//! Levels: the diagonal products and the validity masks are two plaintext products, so a
-//! conv costs one prime more than in the reference layout (`extra_towers`).
+//! Levels: the validity masks are folded into the diagonals (each product's plaintext is
+//! the channel weights times the pixel validity, built at run time by `Instr::DotMasked`
+//! from one pixel's pattern and one mask per tap), so a conv costs what it costs in the
+//! reference layout: one plaintext product.
 //!
 //! Rewrites nothing (a lowering). Preconditions: every 4-D tensor has H W a power of two
 //! and H W 2cp <= N/2 slots; convolutions have stride 1, group 1 and "same" padding (others
@@ -100,11 +102,15 @@ impl Packed {
     }
 
     /// The primes this layout needs beyond the level plan (made for the reference
-    /// layout): one per convolution (validity masks after the diagonal products).
+    /// layout): one per strided convolution or strided slice (the repacking masks).
     pub fn extra_towers(g: &Graph) -> u32 {
         g.node_ids()
             .into_iter()
-            .filter(|&id| matches!(g.node(id).op, Op::Conv(_)))
+            .filter(|&id| match &g.node(id).op {
+                Op::Conv(c) => c.strides != [1, 1],
+                Op::Slice { axes } => axes.iter().skip(2).any(|a| a.step > 1),
+                _ => false,
+            })
             .count() as u32
     }
 
@@ -336,12 +342,33 @@ impl Layout for Packed {
             };
             em.linear(l, bsz)?
         };
-        // Per tap: the channel mixing w_t (giant steps), rotated by the pixel shift.
-        let mut shifted: Vec<(Reg, Option<u32>)> = vec![];
+        // Per tap t: w_t = sum_g rot_{gB}(sum_b E_{t,g,b} (.) rot_b(x)), each product's
+        // plaintext also zero where the output pixel's neighbour is outside the image (the
+        // validity mask moved into w_t's coordinates), then y = sum_t rot_{s_t}(w_t). One
+        // plaintext product per diagonal: the same level cost as the reference layout.
+        let slots = em.slots;
+        let mut y: Option<Reg> = None;
         for ky in 0..kh {
             for kx in 0..kw {
                 let dy = ky as i64 - top as i64;
                 let dx = kx as i64 - left as i64;
+                let step = (dy * w as i64 + dx) * g as i64;
+                // Output slots whose pixel has its (dy, dx) neighbour inside the image.
+                let valid: Option<Vec<usize>> = (dy != 0 || dx != 0).then(|| {
+                    let mut v = vec![];
+                    for m in 0..slots / p.period() {
+                        for i in 0..h as i64 {
+                            for j in 0..w as i64 {
+                                let (ii, jj) = (i + dy, j + dx);
+                                if ii >= 0 && ii < h as i64 && jj >= 0 && jj < w as i64 {
+                                    let base = m * p.period() + p.slot(0, i as usize, j as usize);
+                                    v.extend(base..base + g);
+                                }
+                            }
+                        }
+                    }
+                    v
+                });
                 // D_d at offset k (< cp): W[k][(k + d) mod cp].
                 let diag = |d: usize, k: usize| -> f64 {
                     if k >= cp {
@@ -357,22 +384,30 @@ impl Layout for Packed {
                 let mut acc: Option<Reg> = None;
                 for gi in 0..giants {
                     let shift = gi * bsz;
+                    // The validity mask in z's coordinates: valid shifted by s_t + gB.
+                    let mask = valid.as_ref().map(|v| {
+                        let off = (step + shift as i64).rem_euclid(slots as i64) as usize;
+                        let sl: Vec<u32> = v.iter().map(|&s| ((s + off) % slots) as u32).collect();
+                        em.mask(SlotMask::from_slots(sl))
+                    });
                     let mut srcs = vec![];
-                    let mut vecs = vec![];
+                    let mut pats = vec![];
                     for (b, &rb) in babies.iter().enumerate() {
                         // E_{g,b}[k] = D_{gB + b}[(k - gB) mod 2cp].
-                        let pat: Vec<f64> = (0..g)
-                            .map(|k| diag(shift + b, (k + g - shift) % g))
+                        let entries: Vec<(u32, f64)> = (0..g)
+                            .map(|k| (k as u32, diag(shift + b, (k + g - shift) % g)))
+                            .filter(|e| e.1 != 0.0)
                             .collect();
-                        if pat.iter().any(|&v| v != 0.0) {
+                        if !entries.is_empty() {
                             srcs.push(rb);
-                            vecs.push(group_vector(em.slots, &pat));
+                            pats.push(SlotVector { entries });
                         }
                     }
                     if srcs.is_empty() {
                         continue;
                     }
-                    let z = em.dot(srcs, vecs, wsc)?;
+                    let n = srcs.len();
+                    let z = em.dot_masked(srcs, pats, vec![mask; n], g, wsc)?;
                     let z = if shift == 0 {
                         z
                     } else {
@@ -390,7 +425,6 @@ impl Layout for Packed {
                     });
                 }
                 let Some(wt_reg) = acc else { continue };
-                let step = (dy * w as i64 + dx) * g as i64;
                 let r = if step == 0 {
                     wt_reg
                 } else {
@@ -398,26 +432,14 @@ impl Layout for Packed {
                     em.release(wt_reg);
                     r
                 };
-                // Pixels whose neighbour (i + dy, j + dx) is inside the image.
-                let mask = if dy == 0 && dx == 0 {
-                    None
-                } else {
-                    let mut slots = vec![];
-                    for m in 0..em.slots / p.period() {
-                        for i in 0..h as i64 {
-                            for j in 0..w as i64 {
-                                let (ii, jj) = (i + dy, j + dx);
-                                if ii >= 0 && ii < h as i64 && jj >= 0 && jj < w as i64 {
-                                    let base = m * p.period() + p.slot(0, i as usize, j as usize);
-                                    slots.extend((base..base + cp).map(|s| s as u32));
-                                }
-                            }
-                        }
+                y = Some(match y {
+                    None => r,
+                    Some(a) => {
+                        em.add(a, a, r)?;
+                        em.release(r);
+                        a
                     }
-                    Some(em.mask(SlotMask::from_slots(slots)))
-                };
-                em.rescale(r)?;
-                shifted.push((r, mask));
+                });
             }
         }
         for &b in &babies {
@@ -428,30 +450,7 @@ impl Layout for Packed {
         if x0 != p.reg {
             em.release(x0);
         }
-        if shifted.is_empty() {
-            return Err(layout_err(em, "every weight of the convolution is zero"));
-        }
-        // The validity masks: one Linear over the shifted taps (no rotations).
-        let srcs: Vec<Reg> = shifted.iter().map(|s| s.0).collect();
-        let st = em.uniform(&srcs)?;
-        let msc = em.product_scale(st).ok_or_else(|| exhausted(em))?;
-        let n = shifted.len();
-        let l = Linear {
-            srcs: srcs.clone(),
-            dsts: vec![],
-            steps: vec![0; n],
-            masks: shifted.iter().map(|s| s.1).collect(),
-            weights: (0..n)
-                .flat_map(|i| (0..n).map(move |t| if i == t { 1.0 } else { 0.0 }))
-                .collect(),
-            weight_scale: msc,
-            bias: None,
-            bias_mask: None,
-        };
-        let y = em.linear(l, 1)?[0];
-        for r in srcs {
-            em.release(r);
-        }
+        let y = y.ok_or_else(|| layout_err(em, "every weight of the convolution is zero"))?;
         // Refill the upper half of every channel group (the diagonals left it zero).
         let up = em.rotate(y, -(cp as i64));
         em.add(y, y, up)?;

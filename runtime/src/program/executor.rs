@@ -156,6 +156,26 @@ impl<'a> Executor<'a> {
                 }
                 regs[d.dst as usize] = Some(acc);
             }
+            Instr::DotMasked(d) => {
+                let enc = Encoder::new(self.ctx);
+                let terms = d
+                    .srcs
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, &s)| {
+                        let x = regs[s as usize].as_ref().ok_or_else(|| empty(s))?;
+                        let values = self.program.dot_masked_values(d, i);
+                        let pt = enc.encode(&values, d.scale, x.level())?;
+                        ev.mul_plain(x, &pt)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let mut it = terms.into_iter();
+                let mut acc = it.next().ok_or_else(|| empty(d.dst))?;
+                for t in it {
+                    ev.add_assign(&mut acc, &t)?;
+                }
+                regs[d.dst as usize] = Some(acc);
+            }
             Instr::Add { dst, a, b } => {
                 let x = regs[*a as usize].as_ref().ok_or_else(|| empty(*a))?;
                 let y = regs[*b as usize].as_ref().ok_or_else(|| empty(*b))?;

@@ -149,6 +149,20 @@ pub struct Program {
 }
 
 impl Program {
+    /// The plaintext slot vector of term `i` of a `DotMasked` (`slots` values).
+    pub fn dot_masked_values(&self, d: &crate::program::DotMasked, i: usize) -> Vec<f64> {
+        let slots = self.params.slots();
+        let period = (d.period as usize).max(1);
+        let pat = self.vectors[d.patterns[i] as usize].to_values(period);
+        let mut v: Vec<f64> = (0..slots).map(|s| pat[s % period]).collect();
+        if let Some(m) = d.masks[i] {
+            for (x, m) in v.iter_mut().zip(self.masks[m as usize].to_values(slots)) {
+                *x *= m;
+            }
+        }
+        v
+    }
+
     /// Structural checks: registers in range, masks exist, layouts in the slot range.
     pub fn validate(&self) -> Result<()> {
         self.params.validate()?;
@@ -253,6 +267,37 @@ impl Program {
                 }
                 if d.srcs.is_empty() || !(d.scale.is_finite() && d.scale >= 1.0) {
                     return bad(format!("instruction {k}: Dot has no inputs or a bad scale"));
+                }
+            }
+            if let Instr::DotMasked(d) = ins {
+                let (nv, nm) = (self.vectors.len() as u32, self.masks.len() as u32);
+                let period = d.period as usize;
+                if d.srcs.len() != d.patterns.len()
+                    || d.srcs.len() != d.masks.len()
+                    || d.patterns.iter().any(|&v| v >= nv)
+                    || d.masks.iter().flatten().any(|&m| m >= nm)
+                {
+                    return bad(format!(
+                        "instruction {k}: DotMasked names unknown vectors or masks"
+                    ));
+                }
+                if !period.is_power_of_two()
+                    || period > slots as usize
+                    || d.patterns.iter().any(|&v| {
+                        self.vectors[v as usize]
+                            .entries
+                            .iter()
+                            .any(|e| e.0 as usize >= period)
+                    })
+                {
+                    return bad(format!(
+                        "instruction {k}: DotMasked patterns must lie in one period (a power of two <= the slots)"
+                    ));
+                }
+                if d.srcs.is_empty() || !(d.scale.is_finite() && d.scale >= 1.0) {
+                    return bad(format!(
+                        "instruction {k}: DotMasked has no inputs or a bad scale"
+                    ));
                 }
             }
             if let Instr::Linear(l) = ins {

@@ -38,6 +38,23 @@ pub struct Dot {
     pub scale: f64,
 }
 
+/// `dst = sum_i v_i (.) src_i` with `v_i[s] = pattern_i[s mod period] * mask_i[s]`:
+/// plaintext vectors built at run time from a repeating pattern (`Program::vectors`, its
+/// entries in slots `0..period`) and an optional 0/1 mask (`Program::masks`), encoded at
+/// `scale`. The packed layout's convolution diagonals (channel weights repeating per pixel
+/// times a pixel-validity mask) without storing N/2 values per diagonal.
+/// Output scale = input scale * `scale`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DotMasked {
+    pub srcs: Vec<Reg>,
+    pub dst: Reg,
+    pub patterns: Vec<u32>,
+    pub masks: Vec<Option<u32>>,
+    /// A power of two dividing the slot count.
+    pub period: u32,
+    pub scale: f64,
+}
+
 /// One step of a program.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Instr {
@@ -114,6 +131,7 @@ pub enum Instr {
         block: u32,
         values: Vec<f64>,
     },
+    DotMasked(DotMasked),
 }
 
 /// The slot vector of [`Instr::AddBlocks`]: `values[(slot / block) % values.len()]`.
@@ -135,6 +153,7 @@ impl Instr {
         match self {
             Instr::Linear(l) => l.srcs.clone(),
             Instr::Dot(d) => d.srcs.clone(),
+            Instr::DotMasked(d) => d.srcs.clone(),
             Instr::Add { a, b, .. } => vec![*a, *b],
             Instr::Square { reg }
             | Instr::MulConst { reg, .. }
@@ -156,6 +175,7 @@ impl Instr {
         match self {
             Instr::Linear(l) => l.dsts.clone(),
             Instr::Dot(d) => vec![d.dst],
+            Instr::DotMasked(d) => vec![d.dst],
             Instr::Add { dst, .. }
             | Instr::SquareInto { dst, .. }
             | Instr::Rotate { dst, .. }
@@ -176,6 +196,7 @@ impl Instr {
         match self {
             Instr::Linear(_) => "Linear",
             Instr::Dot(_) => "Dot",
+            Instr::DotMasked(_) => "DotMasked",
             Instr::Add { .. } => "Add",
             Instr::Square { .. } => "Square",
             Instr::SquareInto { .. } => "SquareInto",

@@ -110,6 +110,13 @@ pub(crate) fn backward(
                 }
                 u
             }
+            Instr::DotMasked(d) => {
+                let u = take(&mut live, d.dst);
+                for &s in &d.srcs {
+                    add(&mut live, s, &u);
+                }
+                u
+            }
             Instr::Add { dst, a, b } => {
                 let u = take(&mut live, *dst);
                 add(&mut live, *a, &u);

@@ -13,7 +13,7 @@ pub mod simulate;
 
 pub use executor::Executor;
 pub use format::{ImageNormalization, InputLayout, OutputLayout, Program, SlotMask, SlotVector};
-pub use instr::{Dot, Instr, Linear, Reg};
+pub use instr::{Dot, DotMasked, Instr, Linear, Reg};
 pub use requirements::KeyRequirements;
 pub use simulate::{Mode, SimOptions, SimOutput, Simulator};
 

@@ -72,6 +72,17 @@ impl KeyRequirements {
                     }
                     level[d.dst as usize] = Some(lv);
                 }
+                Instr::DotMasked(d) => {
+                    let lv = read(d.srcs[0], &level)?;
+                    for &s in &d.srcs {
+                        if read(s, &level)? != lv {
+                            return Err(Error::LevelMismatch(format!(
+                                "layer {origin}: inputs at different levels"
+                            )));
+                        }
+                    }
+                    level[d.dst as usize] = Some(lv);
+                }
                 Instr::Add { dst, a, b } => {
                     let (la, lb) = (read(*a, &level)?, read(*b, &level)?);
                     if la != lb {

@@ -360,6 +360,21 @@ impl Simulator {
                         state[d.dst as usize] = Some(out);
                         (out, (lv, sc))
                     }
+                    Instr::DotMasked(d) => {
+                        let (lv, sc) = get(d.srcs[0], &state)?;
+                        for &s in &d.srcs {
+                            let (l2, s2) = get(s, &state)?;
+                            if l2 != lv {
+                                return Err(Error::LevelMismatch(format!(
+                                    "operands at levels {lv} and {l2}"
+                                )));
+                            }
+                            scales_match(sc * d.scale, s2 * d.scale)?;
+                        }
+                        let out = (lv, sc * d.scale);
+                        state[d.dst as usize] = Some(out);
+                        (out, (lv, sc))
+                    }
                     Instr::Add { dst, a, b } => {
                         let (la, sa) = get(*a, &state)?;
                         let (lb, sb) = get(*b, &state)?;
@@ -597,6 +612,35 @@ impl Simulator {
                             bias_var,
                             ks_var,
                         })),
+                        bound,
+                    )
+                }
+                Instr::DotMasked(d) => {
+                    let terms = d
+                        .srcs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &s)| {
+                            let v = program.dot_masked_values(d, i);
+                            DotTerm {
+                                src: s,
+                                entries: lst
+                                    .iter()
+                                    .enumerate()
+                                    .filter_map(|(k, &p)| {
+                                        let x = v[p as usize];
+                                        (x != 0.0).then_some((k as u32, x))
+                                    })
+                                    .collect(),
+                            }
+                        })
+                        .collect();
+                    (
+                        Op::Dot {
+                            dst: d.dst,
+                            terms,
+                            enc_var: nm.encoding(nm.n, d.scale),
+                        },
                         bound,
                     )
                 }
