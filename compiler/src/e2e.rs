@@ -96,7 +96,7 @@ pub type LayoutCompiled = (
 );
 
 /// The packed layout's compile: its channel groups come from the rewritten graph, and the
-/// level plan gets the primes its validity masks cost.
+/// level plan gets the units its downsampling masks cost.
 fn compile_packed(
     graph: Graph,
     opts: &CompileOptions,
@@ -109,9 +109,9 @@ fn compile_packed(
     }
     let layout = lower::packed::Packed::for_graph(&rewritten.graph);
     let mut req = opts.request.clone();
-    req.extra_towers += lower::packed::Packed::extra_towers(&rewritten.graph);
     req.min_log_n = req.min_log_n.max(layout.min_log_n());
-    let planned = pipeline::plan_rewritten(rewritten, &req)?;
+    let planned =
+        pipeline::plan_rewritten_for(rewritten, &req, &lower::packed::Packed::extra_units)?;
     let params = lower::params_for(&planned.params, opts.insecure_test_params)?;
     let program = lower::lower_batched(
         &planned,

@@ -127,7 +127,17 @@ pub fn plan_clustered(
 
 /// Level plan and parameter selection of an already rewritten (and maybe clustered) graph.
 pub fn plan_rewritten(rewritten: Rewritten, req: &ParamRequest) -> Result<Planned, PipelineError> {
-    let mut plan = assign_levels::run(&rewritten.graph)?;
+    plan_rewritten_for(rewritten, req, &|_| 0)
+}
+
+/// [`plan_rewritten`] for a layout that spends `extra(op)` more level units on some ops
+/// (`assign_levels::run_with_extra`).
+pub fn plan_rewritten_for(
+    rewritten: Rewritten,
+    req: &ParamRequest,
+    extra: assign_levels::ExtraUnits,
+) -> Result<Planned, PipelineError> {
+    let mut plan = assign_levels::run_with_extra(&rewritten.graph, extra)?;
     // A program whose only product uses the last prime would take its input at Delta and
     // rotate it there, where key-switching noise costs several bits; one tower lets the
     // input sit at Delta^2 instead.
@@ -135,7 +145,6 @@ pub fn plan_rewritten(rewritten: Rewritten, req: &ParamRequest) -> Result<Planne
         plan.towers = 1;
         plan.final_scale_exp = 1;
     }
-    plan.towers += req.extra_towers;
     let mut req = req.clone();
     req.min_log_n = req.min_log_n.max(min_log_n(&rewritten.graph));
     let params = select_params::select(&rewritten.graph, &plan, &req, &security_table)?;

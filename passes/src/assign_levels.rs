@@ -100,6 +100,16 @@ fn plaintext_linear(g: &Graph, id: NodeId) -> bool {
 
 /// Annotates every node of `g` with levels (see the module doc).
 pub fn run(g: &Graph) -> Result<LevelPlan, PassError> {
+    run_with_extra(g, &|_| 0)
+}
+
+/// Extra units (each a factor Delta of scale, two per prime) a layout spends on an op
+/// beyond the rules above: the packed layout's downsampling masks.
+pub type ExtraUnits<'a> = &'a dyn Fn(&Op) -> u32;
+
+/// [`run`], with `extra(op)` more units (and as many more multiplications) for each node,
+/// noted on the node.
+pub fn run_with_extra(g: &Graph, extra: ExtraUnits) -> Result<LevelPlan, PassError> {
     let mut plan = LevelPlan::default();
     let order = g.topo_order()?;
     for &id in &order {
@@ -234,6 +244,13 @@ pub fn run(g: &Graph) -> Result<LevelPlan, PassError> {
                     ),
                 ))
             }
+        };
+        let more = extra(&node.op);
+        let (du, dd) = if more > 0 {
+            notes.push(format!("the layout spends {more} more unit(s) here"));
+            (du + more, dd + more)
+        } else {
+            (du, dd)
         };
         let level_out = u_in + du;
         let (e, r) = canon(level_out);

@@ -47,9 +47,6 @@ pub struct ParamRequest {
     /// precise one). Calibrated end to end: the trained ResNet-20 kept 2.8 bits on its
     /// logits at a predicted 3.5 (N = 2^15, Delta = 2^20).
     pub min_noise_bits: f64,
-    /// Towers the lowering's layout needs beyond the level plan (made for the reference
-    /// layout): the packed layout's validity masks cost one per convolution.
-    pub extra_towers: u32,
 }
 
 impl Default for ParamRequest {
@@ -61,7 +58,6 @@ impl Default for ParamRequest {
             force_log_n: None,
             min_log_n: 11,
             min_noise_bits: 6.0,
-            extra_towers: 0,
         }
     }
 }

@@ -101,17 +101,15 @@ impl Packed {
         Packed { groups }
     }
 
-    /// The primes this layout needs beyond the level plan (made for the reference
-    /// layout): one per strided convolution or strided slice (the repacking masks).
-    pub fn extra_towers(g: &Graph) -> u32 {
-        g.node_ids()
-            .into_iter()
-            .filter(|&id| match &g.node(id).op {
-                Op::Conv(c) => c.strides != [1, 1],
-                Op::Slice { axes } => axes.iter().skip(2).any(|a| a.step > 1),
-                _ => false,
-            })
-            .count() as u32
+    /// The level units this layout spends beyond the level plan's rules (made for the
+    /// reference layout): a prime (two units) per downsampling, i.e. per stride-2
+    /// convolution and per subsampled axis of a Slice (`assign_levels::run_with_extra`).
+    pub fn extra_units(op: &Op) -> u32 {
+        match op {
+            Op::Conv(c) if c.strides != [1, 1] => 2,
+            Op::Slice { axes } => 2 * axes.iter().skip(2).filter(|a| a.step > 1).count() as u32,
+            _ => 0,
+        }
     }
 
     /// The smallest ring (log2 N) whose N/2 slots hold one copy of every tensor.
@@ -205,6 +203,335 @@ fn sum_shifts(em: &mut Emitter, x: Reg, n: usize, step: i64) -> Result<Reg, Lowe
     Ok(x)
 }
 
+/// The stride-1 "same" convolution of `p` for output channels `o0 .. o0 + n` (n <= cp),
+/// at channel offsets 0..n of every pixel's lower half (upper half zero, no bias), at the
+/// input's scale times the weight scale (not rescaled).
+fn conv_same(
+    em: &mut Emitter,
+    p: &ChannelPacked,
+    weight: &dyn Fn(usize, usize, usize, usize) -> f64,
+    o0: usize,
+    co: usize,
+    [kh, kw]: [usize; 2],
+    [top, left]: [usize; 2],
+) -> Result<Reg, LowerError> {
+    let cp = p.cp;
+    let g = 2 * cp;
+    let (h, w) = (p.h, p.w);
+    let weight = |o: usize, i: usize, ky: usize, kx: usize| weight(o0 + o, i, ky, kx);
+    let bsz = cp.min(MAX_BABY);
+    let giants = cp / bsz;
+
+    let x0 = freshen(em, p.reg, false, false)?;
+    let st = em.state(x0);
+    let wsc = em.product_scale(st).ok_or_else(|| exhausted(em))?;
+    // Baby steps: rot(x, b), b < B, hoisted (one decomposition).
+    let babies: Vec<Reg> = if bsz == 1 {
+        vec![x0]
+    } else {
+        let l = Linear {
+            srcs: vec![x0],
+            dsts: vec![],
+            steps: (0..bsz as i64).collect(),
+            masks: vec![None; bsz],
+            weights: (0..bsz)
+                .flat_map(|o| (0..bsz).map(move |t| if o == t { 1.0 } else { 0.0 }))
+                .collect(),
+            weight_scale: 1.0,
+            bias: None,
+            bias_mask: None,
+        };
+        em.linear(l, bsz)?
+    };
+    // Per tap t: w_t = sum_g rot_{gB}(sum_b E_{t,g,b} (.) rot_b(x)), each product's
+    // plaintext also zero where the output pixel's neighbour is outside the image (the
+    // validity mask moved into w_t's coordinates), then y = sum_t rot_{s_t}(w_t). One
+    // plaintext product per diagonal: the same level cost as the reference layout.
+    let slots = em.slots;
+    let mut y: Option<Reg> = None;
+    for ky in 0..kh {
+        let mut row: Option<Reg> = None;
+        for kx in 0..kw {
+            let dy = ky as i64 - top as i64;
+            let dx = kx as i64 - left as i64;
+            let step = (dy * w as i64 + dx) * g as i64;
+            // Output slots whose pixel has its (dy, dx) neighbour inside the image.
+            let valid: Option<Vec<usize>> = (dy != 0 || dx != 0).then(|| {
+                let mut v = vec![];
+                for m in 0..slots / p.period() {
+                    for i in 0..h as i64 {
+                        for j in 0..w as i64 {
+                            let (ii, jj) = (i + dy, j + dx);
+                            if ii >= 0 && ii < h as i64 && jj >= 0 && jj < w as i64 {
+                                let base = m * p.period() + p.slot(0, i as usize, j as usize);
+                                v.extend(base..base + g);
+                            }
+                        }
+                    }
+                }
+                v
+            });
+            // D_d at offset k (< cp): W[k][(k + d) mod cp].
+            let diag = |d: usize, k: usize| -> f64 {
+                if k >= cp {
+                    return 0.0;
+                }
+                let i = (k + d) % cp;
+                if k < co && i < p.c {
+                    weight(k, i, ky, kx)
+                } else {
+                    0.0
+                }
+            };
+            let mut acc: Option<Reg> = None;
+            for gi in 0..giants {
+                let shift = gi * bsz;
+                // The validity mask in z's coordinates: valid shifted by s_t + gB.
+                let mask = valid.as_ref().map(|v| {
+                    let off = (step + shift as i64).rem_euclid(slots as i64) as usize;
+                    let sl: Vec<u32> = v.iter().map(|&s| ((s + off) % slots) as u32).collect();
+                    em.mask(SlotMask::from_slots(sl))
+                });
+                let mut srcs = vec![];
+                let mut pats = vec![];
+                for (b, &rb) in babies.iter().enumerate() {
+                    // E_{g,b}[k] = D_{gB + b}[(k - gB) mod 2cp].
+                    let entries: Vec<(u32, f64)> = (0..g)
+                        .map(|k| (k as u32, diag(shift + b, (k + g - shift) % g)))
+                        .filter(|e| e.1 != 0.0)
+                        .collect();
+                    if !entries.is_empty() {
+                        srcs.push(rb);
+                        pats.push(SlotVector { entries });
+                    }
+                }
+                if srcs.is_empty() {
+                    continue;
+                }
+                let n = srcs.len();
+                let z = em.dot_masked(srcs, pats, vec![mask; n], g, wsc)?;
+                let z = if shift == 0 {
+                    z
+                } else {
+                    let r = em.rotate(z, shift as i64);
+                    em.release(z);
+                    r
+                };
+                acc = Some(match acc {
+                    None => z,
+                    Some(a) => {
+                        em.add(a, a, z)?;
+                        em.release(z);
+                        a
+                    }
+                });
+            }
+            let Some(wt_reg) = acc else { continue };
+            // The column shift now, the row shift once per kernel row (keys: +-2cp
+            // and +-w 2cp, whatever the tap).
+            let r = if dx == 0 {
+                wt_reg
+            } else {
+                let r = em.rotate(wt_reg, dx * g as i64);
+                em.release(wt_reg);
+                r
+            };
+            row = Some(match row {
+                None => r,
+                Some(a) => {
+                    em.add(a, a, r)?;
+                    em.release(r);
+                    a
+                }
+            });
+        }
+        let Some(row) = row else { continue };
+        let dy = ky as i64 - top as i64;
+        let r = if dy == 0 {
+            row
+        } else {
+            let r = em.rotate(row, dy * (w * g) as i64);
+            em.release(row);
+            r
+        };
+        y = Some(match y {
+            None => r,
+            Some(a) => {
+                em.add(a, a, r)?;
+                em.release(r);
+                a
+            }
+        });
+    }
+    for &b in &babies {
+        if b != x0 {
+            em.release(b);
+        }
+    }
+    if x0 != p.reg {
+        em.release(x0);
+    }
+    y.ok_or_else(|| layout_err(em, "every weight of the convolution is zero"))
+}
+
+/// Moves the pixels (2i', 2j') of `p` (channels 0..C of each lower half; the rest must be
+/// masked away) to pixel (i', j') of the downsampled layout with channel group `cp_out`,
+/// at channel offset `off`: Z = sum_u rot_{shift(u)}(M_u (.) Y), the shifts depending on
+/// the output row only when cp_out = 2 cp (then one per row, in baby-step giant-step form:
+/// the masks are rotated instead of the rows), else on the output column only. One
+/// plaintext product (a level); the result's upper halves and extra copies are empty
+/// (`refill`).
+fn downsample(
+    em: &mut Emitter,
+    p: &ChannelPacked,
+    [sh, sw]: [usize; 2],
+    cp_out: usize,
+    off: usize,
+) -> Result<Reg, LowerError> {
+    let (g_in, g_out) = (p.group() as i64, 2 * cp_out as i64);
+    let (h2, w2) = (p.h / sh, p.w / sw);
+    if p.c + off > cp_out {
+        return Err(layout_err(
+            em,
+            "the downsampled channels exceed the channel group",
+        ));
+    }
+    // shift(i', j') = src - dst = i' a + j' b - off.
+    let a = sh as i64 * p.w as i64 * g_in - w2 as i64 * g_out;
+    let b = sw as i64 * g_in - g_out;
+    let (n, unit, by_row) = match (a, b) {
+        (0, 0) => (1, 0, true),
+        (a, 0) => (h2, a, true),
+        (0, b) => (w2, b, false),
+        _ => {
+            return Err(unsupported(
+                em,
+                "Conv",
+                "downsampling into this channel group moves rows and columns apart",
+            ))
+        }
+    };
+    let slots = em.slots;
+    let reps = slots / p.period();
+    // M_u: the source slots of output row (or column) u, all copies.
+    let mask_of = |u: usize, rot: i64| -> SlotMask {
+        let mut v = vec![];
+        for m in 0..reps {
+            for i in 0..h2 {
+                for j in 0..w2 {
+                    if (if by_row { i } else { j }) != u && n > 1 {
+                        continue;
+                    }
+                    let base = m * p.period() + p.slot(0, sh * i, sw * j);
+                    for c in 0..p.c {
+                        let s = (base + c) as i64 - rot;
+                        v.push(s.rem_euclid(slots as i64) as u32);
+                    }
+                }
+            }
+        }
+        SlotMask::from_slots(v)
+    };
+    // The baby rotations run before the rescale (at ~Delta^3 the key-switching noise
+    // vanishes against the scale), then each is rescaled for the mask product.
+    let y = p.reg;
+    let bsz = (n as f64).sqrt().ceil().max(1.0) as usize;
+    let bsz = bsz.next_power_of_two().min(n.next_power_of_two());
+    let rotated: Vec<Reg> = if bsz == 1 {
+        vec![y]
+    } else {
+        let l = Linear {
+            srcs: vec![y],
+            dsts: vec![],
+            steps: (0..bsz as i64).map(|v| v * unit).collect(),
+            masks: vec![None; bsz],
+            weights: (0..bsz)
+                .flat_map(|o| (0..bsz).map(move |t| if o == t { 1.0 } else { 0.0 }))
+                .collect(),
+            weight_scale: 1.0,
+            bias: None,
+            bias_mask: None,
+        };
+        em.linear(l, bsz)?
+    };
+    let babies: Vec<Reg> = rotated
+        .iter()
+        .map(|&r| freshen(em, r, r != y, false))
+        .collect::<Result<_, _>>()?;
+    let st = em.uniform(&babies)?;
+    let msc = em.product_scale(st).ok_or_else(|| exhausted(em))?;
+    let one = SlotVector {
+        entries: vec![(0, 1.0)],
+    };
+    let mut z: Option<Reg> = None;
+    for gi in 0..n.div_ceil(bsz) {
+        let mut srcs = vec![];
+        let mut masks = vec![];
+        for (v, &rb) in babies.iter().enumerate() {
+            let u = gi * bsz + v;
+            if u >= n {
+                break;
+            }
+            srcs.push(rb);
+            masks.push(Some(em.mask(mask_of(u, v as i64 * unit))));
+        }
+        let k = srcs.len();
+        let t = em.dot_masked(srcs, vec![one.clone(); k], masks, 1, msc)?;
+        let shift = (gi * bsz) as i64 * unit;
+        let t = if shift == 0 {
+            t
+        } else {
+            let r = em.rotate(t, shift);
+            em.release(t);
+            r
+        };
+        z = Some(match z {
+            None => t,
+            Some(acc) => {
+                em.add(acc, acc, t)?;
+                em.release(t);
+                acc
+            }
+        });
+    }
+    for &r in &babies {
+        if r != y {
+            em.release(r);
+        }
+    }
+    let z = z.ok_or_else(|| layout_err(em, "nothing to downsample"))?;
+    if off == 0 {
+        return Ok(z);
+    }
+    let r = em.rotate(z, -(off as i64));
+    em.release(z);
+    Ok(r)
+}
+
+/// Fills what the diagonals and the downsampling leave empty: the upper half of every
+/// channel group (a copy of the lower half) and, after a downsampling from copies of
+/// `from_period` slots, the copies the smaller tensor now has room for.
+fn refill(
+    em: &mut Emitter,
+    p: &ChannelPacked,
+    from_period: Option<usize>,
+) -> Result<(), LowerError> {
+    let up = em.rotate(p.reg, -(p.cp as i64));
+    em.add(p.reg, p.reg, up)?;
+    em.release(up);
+    if let Some(mut have) = from_period {
+        let want = p.period();
+        while have > want {
+            // Copies at offsets multiple of `have` exist: add the ones at have / 2.
+            have /= 2;
+            let r = em.rotate(p.reg, -(have as i64));
+            em.add(p.reg, p.reg, r)?;
+            em.release(r);
+        }
+    }
+    Ok(())
+}
+
 impl Layout for Packed {
     fn name(&self) -> &'static str {
         NAME
@@ -291,179 +618,105 @@ impl Layout for Packed {
         if cig != p.c {
             return Err(layout_err(em, "weight and input channel counts disagree"));
         }
-        if conv.strides != [1, 1] {
-            return Err(unsupported(
-                em,
-                "Conv",
-                "strided convolutions are not packed yet (use --layout reference)",
-            ));
-        }
         let [top, left, bottom, right] = conv.pads;
-        if top + bottom + 1 != kh || left + right + 1 != kw {
-            return Err(unsupported(
-                em,
-                "Conv",
-                "only size-preserving ('same') convolutions are packed",
-            ));
-        }
-        let cp = p.cp;
-        if co > cp {
-            return Err(layout_err(
-                em,
-                "more output channels than the channel group",
-            ));
-        }
-        let g = 2 * cp;
-        let (h, w) = (p.h, p.w);
         let wt = conv.weight.data();
         let weight =
             |o: usize, i: usize, ky: usize, kx: usize| wt[((o * cig + i) * kh + ky) * kw + kx];
-        let bsz = cp.min(MAX_BABY);
-        let giants = cp / bsz;
-
-        let x0 = freshen(em, p.reg, false, false)?;
-        let st = em.state(x0);
-        let wsc = em.product_scale(st).ok_or_else(|| exhausted(em))?;
-        // Baby steps: rot(x, b), b < B, hoisted (one decomposition).
-        let babies: Vec<Reg> = if bsz == 1 {
-            vec![x0]
-        } else {
-            let l = Linear {
-                srcs: vec![x0],
-                dsts: vec![],
-                steps: (0..bsz as i64).collect(),
-                masks: vec![None; bsz],
-                weights: (0..bsz)
-                    .flat_map(|o| (0..bsz).map(move |t| if o == t { 1.0 } else { 0.0 }))
-                    .collect(),
-                weight_scale: 1.0,
-                bias: None,
-                bias_mask: None,
-            };
-            em.linear(l, bsz)?
+        let out_hw = |n: usize, k: usize, a: usize, b: usize, s: usize| {
+            (n + a + b).checked_sub(k).map(|v| v / s + 1)
         };
-        // Per tap t: w_t = sum_g rot_{gB}(sum_b E_{t,g,b} (.) rot_b(x)), each product's
-        // plaintext also zero where the output pixel's neighbour is outside the image (the
-        // validity mask moved into w_t's coordinates), then y = sum_t rot_{s_t}(w_t). One
-        // plaintext product per diagonal: the same level cost as the reference layout.
-        let slots = em.slots;
-        let mut y: Option<Reg> = None;
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let dy = ky as i64 - top as i64;
-                let dx = kx as i64 - left as i64;
-                let step = (dy * w as i64 + dx) * g as i64;
-                // Output slots whose pixel has its (dy, dx) neighbour inside the image.
-                let valid: Option<Vec<usize>> = (dy != 0 || dx != 0).then(|| {
-                    let mut v = vec![];
-                    for m in 0..slots / p.period() {
-                        for i in 0..h as i64 {
-                            for j in 0..w as i64 {
-                                let (ii, jj) = (i + dy, j + dx);
-                                if ii >= 0 && ii < h as i64 && jj >= 0 && jj < w as i64 {
-                                    let base = m * p.period() + p.slot(0, i as usize, j as usize);
-                                    v.extend(base..base + g);
-                                }
-                            }
-                        }
-                    }
-                    v
-                });
-                // D_d at offset k (< cp): W[k][(k + d) mod cp].
-                let diag = |d: usize, k: usize| -> f64 {
-                    if k >= cp {
-                        return 0.0;
-                    }
-                    let i = (k + d) % cp;
-                    if k < co && i < p.c {
-                        weight(k, i, ky, kx)
-                    } else {
-                        0.0
-                    }
+        let (oh, ow) = (
+            out_hw(p.h, kh, top, bottom, conv.strides[0]),
+            out_hw(p.w, kw, left, right, conv.strides[1]),
+        );
+        match conv.strides {
+            [1, 1] => {
+                if top + bottom + 1 != kh || left + right + 1 != kw {
+                    return Err(unsupported(
+                        em,
+                        "Conv",
+                        "only size-preserving ('same') stride-1 convolutions are packed",
+                    ));
+                }
+                if co > p.cp {
+                    return Err(layout_err(
+                        em,
+                        "more output channels than the channel group",
+                    ));
+                }
+                let y = conv_same(em, &p, &weight, 0, co, [kh, kw], [top, left])?;
+                let out = ChannelPacked {
+                    reg: y,
+                    c: co,
+                    ..p.clone()
                 };
-                let mut acc: Option<Reg> = None;
-                for gi in 0..giants {
-                    let shift = gi * bsz;
-                    // The validity mask in z's coordinates: valid shifted by s_t + gB.
-                    let mask = valid.as_ref().map(|v| {
-                        let off = (step + shift as i64).rem_euclid(slots as i64) as usize;
-                        let sl: Vec<u32> = v.iter().map(|&s| ((s + off) % slots) as u32).collect();
-                        em.mask(SlotMask::from_slots(sl))
-                    });
-                    let mut srcs = vec![];
-                    let mut pats = vec![];
-                    for (b, &rb) in babies.iter().enumerate() {
-                        // E_{g,b}[k] = D_{gB + b}[(k - gB) mod 2cp].
-                        let entries: Vec<(u32, f64)> = (0..g)
-                            .map(|k| (k as u32, diag(shift + b, (k + g - shift) % g)))
-                            .filter(|e| e.1 != 0.0)
-                            .collect();
-                        if !entries.is_empty() {
-                            srcs.push(rb);
-                            pats.push(SlotVector { entries });
-                        }
-                    }
-                    if srcs.is_empty() {
-                        continue;
-                    }
-                    let n = srcs.len();
-                    let z = em.dot_masked(srcs, pats, vec![mask; n], g, wsc)?;
-                    let z = if shift == 0 {
-                        z
-                    } else {
-                        let r = em.rotate(z, shift as i64);
-                        em.release(z);
-                        r
+                refill(em, &out, None)?;
+                if let Some(b) = &conv.bias {
+                    add_channels(em, &out, y, b.data());
+                }
+                Ok(Value::Packed(out))
+            }
+            [2, 2] => {
+                // The stride-1 convolution (its padding completed to "same") at the even
+                // pixels, in chunks of at most cp output channels, each downsampled into
+                // the output layout at its channel offset.
+                let (h2, w2) = (p.h / 2, p.w / 2);
+                if oh != Some(h2)
+                    || ow != Some(w2)
+                    || p.h % 2 != 0
+                    || p.w % 2 != 0
+                    || top >= kh
+                    || left >= kw
+                {
+                    return Err(unsupported(
+                        em,
+                        "Conv",
+                        "a stride-2 convolution that does not halve the image",
+                    ));
+                }
+                let cp_out = self.group_of(co, h2, w2);
+                let mut z: Option<Reg> = None;
+                let mut k0 = 0;
+                while k0 < co {
+                    let n = p.cp.min(co - k0);
+                    let y = conv_same(em, &p, &weight, k0, n, [kh, kw], [top, left])?;
+                    let part = ChannelPacked {
+                        reg: y,
+                        c: n,
+                        ..p.clone()
                     };
-                    acc = Some(match acc {
-                        None => z,
+                    let d = downsample(em, &part, [2, 2], cp_out, k0)?;
+                    em.release(y);
+                    z = Some(match z {
+                        None => d,
                         Some(a) => {
-                            em.add(a, a, z)?;
-                            em.release(z);
+                            em.add(a, a, d)?;
+                            em.release(d);
                             a
                         }
                     });
+                    k0 += n;
                 }
-                let Some(wt_reg) = acc else { continue };
-                let r = if step == 0 {
-                    wt_reg
-                } else {
-                    let r = em.rotate(wt_reg, step);
-                    em.release(wt_reg);
-                    r
+                let z = z.ok_or_else(|| layout_err(em, "a convolution without outputs"))?;
+                let out = ChannelPacked {
+                    reg: z,
+                    c: co,
+                    h: h2,
+                    w: w2,
+                    cp: cp_out,
                 };
-                y = Some(match y {
-                    None => r,
-                    Some(a) => {
-                        em.add(a, a, r)?;
-                        em.release(r);
-                        a
-                    }
-                });
+                refill(em, &out, Some(p.period()))?;
+                if let Some(b) = &conv.bias {
+                    add_channels(em, &out, z, b.data());
+                }
+                Ok(Value::Packed(out))
             }
+            _ => Err(unsupported(
+                em,
+                "Conv",
+                "strides other than 1 and 2 are not packed yet (use --layout reference)",
+            )),
         }
-        for &b in &babies {
-            if b != x0 {
-                em.release(b);
-            }
-        }
-        if x0 != p.reg {
-            em.release(x0);
-        }
-        let y = y.ok_or_else(|| layout_err(em, "every weight of the convolution is zero"))?;
-        // Refill the upper half of every channel group (the diagonals left it zero).
-        let up = em.rotate(y, -(cp as i64));
-        em.add(y, y, up)?;
-        em.release(up);
-        let out = ChannelPacked {
-            reg: y,
-            c: co,
-            ..p.clone()
-        };
-        if let Some(b) = &conv.bias {
-            add_channels(em, &out, y, b.data());
-        }
-        Ok(Value::Packed(out))
     }
 
     fn sum_pool(
@@ -625,10 +878,55 @@ impl Layout for Packed {
     }
 
     fn slice(&self, em: &mut Emitter, x: &Value, axes: &[SliceAxis]) -> Result<Value, LowerError> {
-        match x {
-            Value::Packed(_) => Err(unsupported(em, "Slice", "slices are not packed yet")),
-            _ => Reference.slice(em, x, axes),
+        let p = match x {
+            Value::Packed(p) => p.clone(),
+            _ => return Reference.slice(em, x, axes),
+        };
+        let dims = [1, p.c, p.h, p.w];
+        if axes.len() != 4 {
+            return Err(layout_err(em, "a slice of a rank-4 tensor needs four axes"));
         }
+        let full = |k: usize| axes[k].start == 0 && axes[k].step == 1 && axes[k].len == dims[k];
+        let half = |k: usize| {
+            axes[k].start == 0
+                && axes[k].step == 2
+                && axes[k].len == dims[k] / 2
+                && dims[k] % 2 == 0
+        };
+        if !full(0) || !full(1) {
+            return Err(unsupported(
+                em,
+                "Slice",
+                "only spatial subsampling by 2 from the first pixel is packed",
+            ));
+        }
+        let mut factor = [1, 1];
+        for k in [2, 3] {
+            if half(k) {
+                factor[k - 2] = 2;
+            } else if !full(k) {
+                return Err(unsupported(
+                    em,
+                    "Slice",
+                    "only spatial subsampling by 2 from the first pixel is packed",
+                ));
+            }
+        }
+        if factor == [1, 1] {
+            return Ok(x.clone());
+        }
+        let (h2, w2) = (p.h / factor[0], p.w / factor[1]);
+        let cp_out = self.group_of(p.c, h2, w2);
+        let z = downsample(em, &p, factor, cp_out, 0)?;
+        let out = ChannelPacked {
+            reg: z,
+            c: p.c,
+            h: h2,
+            w: w2,
+            cp: cp_out,
+        };
+        refill(em, &out, Some(p.period()))?;
+        Ok(Value::Packed(out))
     }
 
     fn pad(
@@ -637,10 +935,33 @@ impl Layout for Packed {
         x: &Value,
         pads: &[(usize, usize)],
     ) -> Result<Value, LowerError> {
-        match x {
-            Value::Packed(_) => Err(unsupported(em, "Pad", "pads are not packed yet")),
-            _ => Reference.pad(em, x, pads),
+        let p = match x {
+            Value::Packed(p) => p.clone(),
+            _ => return Reference.pad(em, x, pads),
+        };
+        if pads.len() != 4 || pads.iter().enumerate().any(|(k, &q)| k != 1 && q != (0, 0)) {
+            return Err(unsupported(
+                em,
+                "Pad",
+                "only channel padding (spatial zero padding belongs in the Conv)",
+            ));
         }
+        let (b, e) = pads[1];
+        let c = p.c + b + e;
+        if c > p.cp {
+            return Err(layout_err(
+                em,
+                "the padded channels exceed the channel group",
+            ));
+        }
+        // Channel c moves to c + b in both halves of every group (the slots it leaves hold
+        // the previous pixel's zero channels cp - b .. cp of the upper half).
+        let r = if b == 0 {
+            em.owned(p.reg, false)
+        } else {
+            em.rotate(p.reg, -(b as i64))
+        };
+        Ok(Value::Packed(ChannelPacked { reg: r, c, ..p }))
     }
 
     fn output(&self, em: &mut Emitter, x: &Value) -> Result<Vec<(u32, Reg, u32)>, LowerError> {
