@@ -8,6 +8,7 @@
 //! [--cluster slice:K] [--batch N|max] [--layout reference|packed|auto] [--member OTHER.onnx ...]`
 //! With `--member` (repeatable), MODEL and the others run as one ensemble program: the
 //! error is over every member's logits, top-1 that of the averaged softmaxes.
+//! `FHEC_PROFILE=1` prints the evaluation seconds per instruction kind to stderr.
 //! With `--batch`, the images go through in groups of the batch size, one encrypted run
 //! per group; per-image seconds are the group's divided by its size.
 //! (default `models/onnx/resnet20_quad.onnx`, all 20 images of `tests/data/cifar10/`).
@@ -71,6 +72,8 @@ fn main() -> anyhow::Result<()> {
     let compile_s = t.elapsed().as_secs_f64();
     let p = &c.program;
     let session = Session::new(p)?;
+    let profile = std::env::var_os("FHEC_PROFILE").is_some();
+    let mut by_kind: std::collections::BTreeMap<&str, f64> = Default::default();
     let mut pngs: Vec<PathBuf> = std::fs::read_dir(root.join("tests/data/cifar10"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "png"))
@@ -96,7 +99,17 @@ fn main() -> anyhow::Result<()> {
             named.push((png.display().to_string(), x));
         }
         let inputs = compiler::inputs::stack(named, &p.input.shape)?;
-        let (got_all, st) = session.run(p, inputs.tensor.data(), |_, _, _| {})?;
+        // FHEC_PROFILE=1: seconds per instruction kind (to stderr at the end).
+        let mut last = std::time::Instant::now();
+        let (got_all, st) = session.run(p, inputs.tensor.data(), |done, _, _| {
+            if profile {
+                let dt = last.elapsed().as_secs_f64();
+                last = std::time::Instant::now();
+                if let Some(i) = p.instrs.get(done.saturating_sub(1)) {
+                    *by_kind.entry(i.name()).or_insert(0.0) += dt;
+                }
+            }
+        })?;
         eval_total += st.eval_s;
         for (k, (png, want)) in group.iter().zip(&wants).enumerate() {
             let w = classes * members;
@@ -126,6 +139,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let n = pngs.len().max(1);
+    if profile {
+        eprintln!("profile (seconds per instruction kind, all images): {by_kind:?}");
+    }
     println!(
         "{}",
         json!({
