@@ -36,6 +36,9 @@ pub struct Executor<'a> {
     program: &'a Program,
     keys: &'a EvalKeys,
     mask_cache_bytes: usize,
+    /// Sparse-NTT plans per stride, for every Q prime (built once: a plan costs far more
+    /// than a transform).
+    sparse_ntts: std::sync::Mutex<HashMap<usize, std::sync::Arc<Vec<SparseNtt>>>>,
 }
 
 impl<'a> Executor<'a> {
@@ -57,7 +60,28 @@ impl<'a> Executor<'a> {
             program,
             keys,
             mask_cache_bytes: MASKED_CACHE_BYTES,
+            sparse_ntts: Default::default(),
         })
+    }
+
+    /// The sparse-NTT plans of stride `d` for every Q prime (cached).
+    fn sparse_plans(&self, d: usize) -> Result<std::sync::Arc<Vec<SparseNtt>>> {
+        let mut cache = self
+            .sparse_ntts
+            .lock()
+            .map_err(|_| Error::Corrupt("sparse-NTT cache poisoned".into()))?;
+        if let Some(v) = cache.get(&d) {
+            return Ok(v.clone());
+        }
+        let v = self
+            .ctx
+            .q_tables(self.ctx.max_level())
+            .iter()
+            .map(|t| SparseNtt::new(t, d))
+            .collect::<Result<Vec<_>>>()?;
+        let v = std::sync::Arc::new(v);
+        cache.insert(d, v.clone());
+        Ok(v)
     }
 
     /// Sets the byte budget under which a `Linear`'s masked-tap plaintexts are cached
@@ -158,14 +182,60 @@ impl<'a> Executor<'a> {
             }
             Instr::DotMasked(d) => {
                 let enc = Encoder::new(self.ctx);
+                let &s0 = d.srcs.first().ok_or_else(|| empty(d.dst))?;
+                let level = regs[s0 as usize].as_ref().ok_or_else(|| empty(s0))?.level();
+                let tables = self.ctx.q_tables(level);
+                // Each term's plaintext: its coefficients (one FFT), then either the full
+                // encoding or, when the vector repeats (no mask, or a mask that repeats),
+                // the sparse one (a small NTT per prime; bit-identical).
+                let coeffs = (0..d.srcs.len())
+                    .into_par_iter()
+                    .map(|i| {
+                        let v = self.program.dot_masked_values(d, i);
+                        let wmax = v.iter().fold(0f64, |a, x| a.max(x.abs()));
+                        let c: Vec<crate::ckks::C64> = v
+                            .into_iter()
+                            .map(|x| crate::ckks::C64::new(x, 0.0))
+                            .collect();
+                        let c = enc.coefficients(&c)?;
+                        let stride = sparsity_stride(&c, 0.25 / (wmax * d.scale).max(1.0));
+                        Ok((c, stride))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let mut sparse: HashMap<usize, std::sync::Arc<Vec<SparseNtt>>> = HashMap::new();
+                for (_, st) in &coeffs {
+                    if *st >= MIN_SPARSE_STRIDE && !sparse.contains_key(st) {
+                        sparse.insert(*st, self.sparse_plans(*st)?);
+                    }
+                }
+                let n = self.ctx.n();
                 let terms = d
                     .srcs
                     .par_iter()
-                    .enumerate()
-                    .map(|(i, &s)| {
+                    .zip(&coeffs)
+                    .map(|(&s, (c, st))| {
                         let x = regs[s as usize].as_ref().ok_or_else(|| empty(s))?;
-                        let values = self.program.dot_masked_values(d, i);
-                        let pt = enc.encode(&values, d.scale, x.level())?;
+                        let pt = match sparse.get(st) {
+                            Some(ntts) => {
+                                let ints = round_support(
+                                    &c.iter().step_by(*st).copied().collect::<Vec<_>>(),
+                                    1.0,
+                                    d.scale,
+                                )?;
+                                let mut poly = RnsPoly::zero(n, level + 1, true);
+                                for (j, (t, sp)) in tables.iter().zip(ntts.iter()).enumerate() {
+                                    let m = t.modulus();
+                                    let mut r: Vec<u64> =
+                                        ints.iter().map(|&v| m.from_i64(v)).collect();
+                                    sp.forward_into(&mut r, poly.limb_mut(j));
+                                }
+                                Plaintext {
+                                    poly,
+                                    scale: d.scale,
+                                }
+                            }
+                            None => enc.encode_coefficients(c, 1.0, d.scale, level)?,
+                        };
                         ev.mul_plain(x, &pt)
                     })
                     .collect::<Result<Vec<_>>>()?;
@@ -309,14 +379,11 @@ impl<'a> Executor<'a> {
                 })
                 .collect()
         };
-        let mut sparse_ntts: HashMap<usize, Vec<SparseNtt>> = HashMap::new();
+        // Plans for every Q prime, cached per stride; this level uses the first ones.
+        let mut sparse_ntts: HashMap<usize, std::sync::Arc<Vec<SparseNtt>>> = HashMap::new();
         for (_, d) in sparse.values() {
             if !sparse_ntts.contains_key(d) {
-                let v = tables
-                    .iter()
-                    .map(|t| SparseNtt::new(t, *d))
-                    .collect::<Result<Vec<_>>>()?;
-                sparse_ntts.insert(*d, v);
+                sparse_ntts.insert(*d, self.sparse_plans(*d)?);
             }
         }
         // Every masked tap sparse and blocked: the cache-tiled accumulation, faster than

@@ -39,7 +39,7 @@ pub(crate) fn accumulate(
     rotated: &[&Ciphertext],
     tables: &[&NttTable],
     weights: &[Vec<(usize, TapWeight)>],
-    sparse_ntts: &HashMap<usize, Vec<SparseNtt>>,
+    sparse_ntts: &HashMap<usize, std::sync::Arc<Vec<SparseNtt>>>,
 ) {
     let n = tables.first().map_or(0, |t| t.n());
     // Limb j of every (output, part), grouped by j so that threads own primes.
@@ -63,7 +63,7 @@ fn accumulate_prime(
     rotated: &[&Ciphertext],
     table: &NttTable,
     weights: &[Vec<(usize, TapWeight)>],
-    sparse_ntts: &HashMap<usize, Vec<SparseNtt>>,
+    sparse_ntts: &HashMap<usize, std::sync::Arc<Vec<SparseNtt>>>,
     n: usize,
 ) {
     let m: &Modulus = table.modulus();

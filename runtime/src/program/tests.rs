@@ -272,7 +272,7 @@ fn dot_masked_builds_its_plaintexts_from_pattern_and_mask() {
     let mask = SlotMask::from_slots((0..slots as u32).filter(|s| s % 3 != 0).collect());
     let pattern = |k: usize| SlotVector {
         entries: (0..period as u32)
-            .filter(|&j| (j as usize + k) % 4 != 0)
+            .filter(|&j| !(j as usize + k).is_multiple_of(4))
             .map(|j| (j, (j as f64 + 1.0) * if k == 0 { 0.5 } else { -0.25 }))
             .collect(),
     };
