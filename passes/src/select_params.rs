@@ -47,6 +47,8 @@ pub struct ParamRequest {
     /// precise one). Calibrated end to end: the trained ResNet-20 kept 2.8 bits on its
     /// logits at a predicted 3.5 (N = 2^15, Delta = 2^20).
     pub min_noise_bits: f64,
+    /// Pins the number of key-switching digits (when a set with it fits).
+    pub force_dnum: Option<u32>,
 }
 
 impl Default for ParamRequest {
@@ -58,6 +60,7 @@ impl Default for ParamRequest {
             force_log_n: None,
             min_log_n: 11,
             min_noise_bits: 6.0,
+            force_dnum: None,
         }
     }
 }
@@ -319,6 +322,9 @@ pub fn select(
             let alpha = chain.div_ceil(dnum);
             if chain.div_ceil(alpha) != dnum {
                 continue; // same digits as a smaller dnum
+            }
+            if req.force_dnum.is_some_and(|f| f != dnum) {
+                continue;
             }
             let fit = (min_delta..=max_delta).rev().find_map(|d| {
                 let sizes = chain_bits(plan, d, req)?;

@@ -40,6 +40,9 @@ pub struct CompileArgs {
     /// Force the ring degree N = 2^LOG_N.
     #[arg(long)]
     pub log_n: Option<u32>,
+    /// Force the number of key-switching digits (default: the cost model's choice).
+    #[arg(long)]
+    pub dnum: Option<u32>,
     /// Bits of output precision wanted (sets the smallest Delta).
     #[arg(long, default_value_t = 12)]
     pub precision_bits: u32,
@@ -83,6 +86,7 @@ impl CompileArgs {
             request: ParamRequest {
                 precision_bits: self.precision_bits,
                 force_log_n: self.log_n,
+                force_dnum: self.dnum,
                 ..Default::default()
             },
             insecure_test_params: self.insecure_test_params,
