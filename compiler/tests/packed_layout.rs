@@ -147,3 +147,41 @@ fn auto_takes_the_cheaper_estimate_and_packing_saves_key_switches() {
     let got = sim.run(input.data(), Mode::Exact, 0).unwrap().output;
     assert!(error_bits(&got, &want).1 > 30.0);
 }
+
+/// The trained ResNet-20 (strided convs, option-A shortcuts: Slice + Pad) lowers packed at
+/// 128-bit N = 2^16 with two primes more than the reference layout (the two downsamplings
+/// on the critical path), and its program computes the model: the exact simulation equals
+/// the interpreter on a committed CIFAR-10 image. `auto` takes it (the cost model's
+/// estimate is lower).
+#[test]
+fn resnet20_lowers_packed_and_computes_the_model() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/onnx/resnet20_quad.onnx");
+    let png = data("cifar10/cifar10_00_3.png");
+    let imp = import_path(&model, &ImportOptions::default()).unwrap();
+    let opts = CompileOptions {
+        image: compiler::image::normalization(&imp.metadata, &imp.graph),
+        ..Default::default()
+    };
+    let (c, name, costs) =
+        compile_with(imp.graph.clone(), &opts, LayoutChoice::Auto, |_, _, _| {}).unwrap();
+    assert_eq!(name, "packed", "{costs:?}");
+    let p = &c.program;
+    assert_eq!(p.params.log_n(), 16);
+    assert_eq!(p.params.q().len(), 23, "reference: 21 primes");
+    assert!(p.params.security_bits().unwrap_or(0) >= 128);
+    let keys = runtime::program::KeyRequirements::of(p).unwrap();
+    assert!(
+        keys.rotations.len() <= 40,
+        "{} rotation keys",
+        keys.rotations.len()
+    );
+    let x = compiler::image::load_for_program(&png, &p.input).unwrap();
+    let sim = Simulator::new(p, &SimOptions::default()).unwrap();
+    let got = sim.run(x.data(), Mode::Exact, 0).unwrap().output;
+    let want = passes::interpret::run(&imp.graph, std::slice::from_ref(&x)).unwrap();
+    let (_, bits) = error_bits(&got, want[0].data());
+    assert!(
+        bits > 30.0,
+        "exact packed program vs interpreter: {bits:.1} bits"
+    );
+}

@@ -15,14 +15,18 @@ model=${1:?usage: $0 MODEL.onnx NAME}
 name=${2:?usage: $0 MODEL.onnx NAME}
 fhec=${FHEC:-target/release/fhec}
 dir=${SIM_DIR:-$HOME/.cache/fhec/sim}
+# The reference layout's programs (the tables compare clustering; the simulator restricts
+# them to the live slots, ~40x faster than a packed program, whose one ciphertext per
+# tensor is live everywhere). LAYOUT=packed simulates the packed programs instead.
+layout=${LAYOUT:-reference}
 mkdir -p "$dir"
 for cfg in ${CONFIGS:-none slice:8 slice:16 slice:32 slice:64 slice:1024 full:16 full:64}; do
   base=$dir/${name}_${cfg/:/}
   if [ ! -f "$base.fheprog" ]; then
     if [ "$cfg" = none ]; then
-      nice -n 10 "$fhec" compile "$model" -o "$base.fheprog" 2> "$base.compile.log"
+      nice -n 10 "$fhec" compile "$model" --layout "$layout" -o "$base.fheprog" 2> "$base.compile.log"
     else
-      nice -n 10 "$fhec" compile "$model" --cluster "$cfg" -o "$base.fheprog" 2> "$base.compile.log"
+      nice -n 10 "$fhec" compile "$model" --layout "$layout" --cluster "$cfg" -o "$base.fheprog" 2> "$base.compile.log"
     fi
   fi
   nice -n 10 "$fhec" simulate "$base.fheprog" --cifar10-test --seed 0 \
