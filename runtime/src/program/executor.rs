@@ -209,13 +209,10 @@ impl<'a> Executor<'a> {
                     }
                 }
                 let n = self.ctx.n();
-                let terms = d
-                    .srcs
+                let pts = coeffs
                     .par_iter()
-                    .zip(&coeffs)
-                    .map(|(&s, (c, st))| {
-                        let x = regs[s as usize].as_ref().ok_or_else(|| empty(s))?;
-                        let pt = match sparse.get(st) {
+                    .map(|(c, st)| {
+                        Ok(match sparse.get(st) {
                             Some(ntts) => {
                                 let ints = round_support(
                                     &c.iter().step_by(*st).copied().collect::<Vec<_>>(),
@@ -229,22 +226,58 @@ impl<'a> Executor<'a> {
                                         ints.iter().map(|&v| m.from_i64(v)).collect();
                                     sp.forward_into(&mut r, poly.limb_mut(j));
                                 }
-                                Plaintext {
-                                    poly,
-                                    scale: d.scale,
-                                }
+                                poly
                             }
-                            None => enc.encode_coefficients(c, 1.0, d.scale, level)?,
-                        };
-                        ev.mul_plain(x, &pt)
+                            None => enc.encode_coefficients(c, 1.0, d.scale, level)?.poly,
+                        })
                     })
-                    .collect::<Result<Vec<_>>>()?;
-                let mut it = terms.into_iter();
-                let mut acc = it.next().ok_or_else(|| empty(d.dst))?;
-                for t in it {
-                    ev.add_assign(&mut acc, &t)?;
+                    .collect::<Result<Vec<RnsPoly>>>()?;
+                // One fused, lazily reduced multiply-accumulate per (part, prime): no
+                // product ciphertexts.
+                let xs: Vec<&Ciphertext> = d
+                    .srcs
+                    .iter()
+                    .map(|&s| regs[s as usize].as_ref().ok_or_else(|| empty(s)))
+                    .collect::<Result<_>>()?;
+                let first = xs[0];
+                for x in &xs {
+                    if x.level() != level
+                        || x.parts.len() != 2
+                        || ((x.scale - first.scale) / first.scale).abs() > 1e-9
+                    {
+                        return Err(Error::LevelMismatch(
+                            "DotMasked inputs differ in level, scale or degree".into(),
+                        ));
+                    }
                 }
-                regs[d.dst as usize] = Some(acc);
+                let mut parts = [
+                    RnsPoly::zero(n, level + 1, true),
+                    RnsPoly::zero(n, level + 1, true),
+                ];
+                for (part, acc) in parts.iter_mut().enumerate() {
+                    let limbs: Vec<&mut [u64]> = acc.limbs_iter_mut().collect();
+                    limbs.into_par_iter().enumerate().for_each(|(j, acc_limb)| {
+                        let t_j = &tables[j];
+                        let q = t_j.modulus().value();
+                        let pairs: Vec<(&[u64], &[u64])> = xs
+                            .iter()
+                            .zip(&pts)
+                            .map(|(x, pt)| (x.parts[part].limb(j), pt.limb(j)))
+                            .collect();
+                        if !simd::pmac(acc_limb, &pairs, q) {
+                            for (x, y) in pairs {
+                                t_j.mul_accumulate(acc_limb, x, y);
+                            }
+                        }
+                    });
+                }
+                let [c0, c1] = parts;
+                regs[d.dst as usize] = Some(Ciphertext {
+                    parts: vec![c0, c1],
+                    scale: first.scale * d.scale,
+                    key_set: first.key_set,
+                    seed: None,
+                });
             }
             Instr::Add { dst, a, b } => {
                 let x = regs[*a as usize].as_ref().ok_or_else(|| empty(*a))?;
