@@ -354,6 +354,25 @@ impl<'a> Executor<'a> {
             .first()
             .ok_or_else(|| Error::Corrupt("Linear without inputs".into()))?;
         let first = regs[s0 as usize].as_ref().ok_or_else(|| empty(s0))?;
+        // A fan-out of rotations (one input, every output one unmasked tap of weight 1 at
+        // scale 1, no bias: the packed layout's baby steps): the rotated copies themselves,
+        // bit-identical to multiplying each by the integer 1 and accumulating.
+        if let Some(taps) = fan_out(l) {
+            let mut src = first.clone();
+            src.seed = None;
+            let dec = ev.decompose_for_rotation(&src)?;
+            let outs = taps
+                .par_iter()
+                .map(|&t| match l.steps[t] {
+                    0 => Ok(src.clone()),
+                    st => ev.rotate_decomposed(&src, &dec, st),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for (&d, ct) in l.dsts.iter().zip(outs) {
+                regs[d as usize] = Some(ct);
+            }
+            return Ok(());
+        }
         let (level, in_scale, key_set) = (first.level(), first.scale, first.key_set);
         let n = ctx.n();
         let tables = ctx.q_tables(level);
@@ -644,6 +663,27 @@ impl<'a> Executor<'a> {
 }
 
 /// round(w * scale * c) for the support coefficients c of a sparse mask.
+/// The tap of each output when `l` is a fan-out of rotations (see `Executor::linear`).
+fn fan_out(l: &Linear) -> Option<Vec<usize>> {
+    if l.srcs.len() != 1 || l.bias.is_some() || l.weight_scale != 1.0 {
+        return None;
+    }
+    if l.masks.iter().any(|m| m.is_some()) {
+        return None;
+    }
+    let taps = l.steps.len();
+    (0..l.dsts.len())
+        .map(|o| {
+            let row = &l.weights[o * taps..(o + 1) * taps];
+            let mut nz = row.iter().enumerate().filter(|(_, &w)| w != 0.0);
+            match (nz.next(), nz.next()) {
+                (Some((t, &w)), None) if w == 1.0 => Some(t),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 fn round_support(support: &[f64], w: f64, scale: f64) -> Result<Vec<i64>> {
     let f = w * scale;
     support
