@@ -676,8 +676,9 @@ fn fan_out(l: &Linear) -> Option<Vec<usize>> {
         .map(|o| {
             let row = &l.weights[o * taps..(o + 1) * taps];
             let mut nz = row.iter().enumerate().filter(|(_, &w)| w != 0.0);
+            let one = |w: f64| w == 1.0;
             match (nz.next(), nz.next()) {
-                (Some((t, &w)), None) if w == 1.0 => Some(t),
+                (Some((t, &w)), None) => one(w).then_some(t),
                 _ => None,
             }
         })
