@@ -212,6 +212,50 @@ fn sum_shifts(em: &mut Emitter, x: Reg, n: usize, step: i64) -> Result<Reg, Lowe
     Ok(x)
 }
 
+/// `acc += r` (taking `r`; the first term becomes the accumulator).
+fn accumulate(em: &mut Emitter, acc: &mut Option<Reg>, r: Reg) -> Result<(), LowerError> {
+    match *acc {
+        None => *acc = Some(r),
+        Some(a) => {
+            em.add(a, a, r)?;
+            em.release(r);
+        }
+    }
+    Ok(())
+}
+
+/// `rot(r, step)`, taking `r` (itself when the step is 0).
+fn rotated(em: &mut Emitter, r: Reg, step: i64) -> Reg {
+    if step == 0 {
+        return r;
+    }
+    let t = em.rotate(r, step);
+    em.release(r);
+    t
+}
+
+/// The rotations of `x` by `steps` from one decomposition (a one-hot `Linear` at weight
+/// scale 1, which the executor runs as a plain fan-out); `[x]` for the single step 0.
+fn fan_out(em: &mut Emitter, x: Reg, steps: Vec<i64>) -> Result<Vec<Reg>, LowerError> {
+    if steps == [0] {
+        return Ok(vec![x]);
+    }
+    let k = steps.len();
+    let l = Linear {
+        srcs: vec![x],
+        dsts: vec![],
+        steps,
+        masks: vec![None; k],
+        weights: (0..k)
+            .flat_map(|o| (0..k).map(move |t| if o == t { 1.0 } else { 0.0 }))
+            .collect(),
+        weight_scale: 1.0,
+        bias: None,
+        bias_mask: None,
+    };
+    em.linear(l, k)
+}
+
 /// The stride-1 "same" convolution of `p` for output channels `o0 .. o0 + n` (n <= cp),
 /// at channel offsets 0..n of every pixel's lower half (upper half zero, no bias), at the
 /// input's scale times the weight scale (not rescaled).
@@ -235,23 +279,7 @@ fn conv_same(
     let st = em.state(x0);
     let wsc = em.product_scale(st).ok_or_else(|| exhausted(em))?;
     // Baby steps: rot(x, b), b < B, hoisted (one decomposition).
-    let babies: Vec<Reg> = if bsz == 1 {
-        vec![x0]
-    } else {
-        let l = Linear {
-            srcs: vec![x0],
-            dsts: vec![],
-            steps: (0..bsz as i64).collect(),
-            masks: vec![None; bsz],
-            weights: (0..bsz)
-                .flat_map(|o| (0..bsz).map(move |t| if o == t { 1.0 } else { 0.0 }))
-                .collect(),
-            weight_scale: 1.0,
-            bias: None,
-            bias_mask: None,
-        };
-        em.linear(l, bsz)?
-    };
+    let babies = fan_out(em, x0, (0..bsz as i64).collect())?;
     // Per tap t: w_t = sum_g rot_{gB}(sum_b E_{t,g,b} (.) rot_b(x)), each product's
     // plaintext also zero where the output pixel's neighbour is outside the image (the
     // validity mask moved into w_t's coordinates), then y = sum_t rot_{s_t}(w_t). One
@@ -319,58 +347,19 @@ fn conv_same(
                 }
                 let n = srcs.len();
                 let z = em.dot_masked(srcs, pats, vec![mask; n], g, wsc)?;
-                let z = if shift == 0 {
-                    z
-                } else {
-                    let r = em.rotate(z, shift as i64);
-                    em.release(z);
-                    r
-                };
-                acc = Some(match acc {
-                    None => z,
-                    Some(a) => {
-                        em.add(a, a, z)?;
-                        em.release(z);
-                        a
-                    }
-                });
+                let z = rotated(em, z, shift as i64);
+                accumulate(em, &mut acc, z)?;
             }
             let Some(wt_reg) = acc else { continue };
             // The column shift now, the row shift once per kernel row (keys: +-2cp
             // and +-w 2cp, whatever the tap).
-            let r = if dx == 0 {
-                wt_reg
-            } else {
-                let r = em.rotate(wt_reg, dx * g as i64);
-                em.release(wt_reg);
-                r
-            };
-            row = Some(match row {
-                None => r,
-                Some(a) => {
-                    em.add(a, a, r)?;
-                    em.release(r);
-                    a
-                }
-            });
+            let r = rotated(em, wt_reg, dx * g as i64);
+            accumulate(em, &mut row, r)?;
         }
         let Some(row) = row else { continue };
         let dy = ky as i64 - top as i64;
-        let r = if dy == 0 {
-            row
-        } else {
-            let r = em.rotate(row, dy * (w * g) as i64);
-            em.release(row);
-            r
-        };
-        y = Some(match y {
-            None => r,
-            Some(a) => {
-                em.add(a, a, r)?;
-                em.release(r);
-                a
-            }
-        });
+        let r = rotated(em, row, dy * (w * g) as i64);
+        accumulate(em, &mut y, r)?;
     }
     for &b in &babies {
         if b != x0 {
@@ -446,24 +435,8 @@ fn downsample(
     let y = p.reg;
     let bsz = (n as f64).sqrt().ceil().max(1.0) as usize;
     let bsz = bsz.next_power_of_two().min(n.next_power_of_two());
-    let rotated: Vec<Reg> = if bsz == 1 {
-        vec![y]
-    } else {
-        let l = Linear {
-            srcs: vec![y],
-            dsts: vec![],
-            steps: (0..bsz as i64).map(|v| v * unit).collect(),
-            masks: vec![None; bsz],
-            weights: (0..bsz)
-                .flat_map(|o| (0..bsz).map(move |t| if o == t { 1.0 } else { 0.0 }))
-                .collect(),
-            weight_scale: 1.0,
-            bias: None,
-            bias_mask: None,
-        };
-        em.linear(l, bsz)?
-    };
-    let babies: Vec<Reg> = rotated
+    let copies = fan_out(em, y, (0..bsz as i64).map(|v| v * unit).collect())?;
+    let babies: Vec<Reg> = copies
         .iter()
         .map(|&r| freshen(em, r, r != y, false))
         .collect::<Result<_, _>>()?;
@@ -487,21 +460,8 @@ fn downsample(
         let k = srcs.len();
         let t = em.dot_masked(srcs, vec![one.clone(); k], masks, 1, msc)?;
         let shift = (gi * bsz) as i64 * unit;
-        let t = if shift == 0 {
-            t
-        } else {
-            let r = em.rotate(t, shift);
-            em.release(t);
-            r
-        };
-        z = Some(match z {
-            None => t,
-            Some(acc) => {
-                em.add(acc, acc, t)?;
-                em.release(t);
-                acc
-            }
-        });
+        let t = rotated(em, t, shift);
+        accumulate(em, &mut z, t)?;
     }
     for &r in &babies {
         if r != y {
@@ -509,12 +469,7 @@ fn downsample(
         }
     }
     let z = z.ok_or_else(|| layout_err(em, "nothing to downsample"))?;
-    if off == 0 {
-        return Ok(z);
-    }
-    let r = em.rotate(z, -(off as i64));
-    em.release(z);
-    Ok(r)
+    Ok(rotated(em, z, -(off as i64)))
 }
 
 /// Fills what the diagonals and the downsampling leave empty: the upper half of every
@@ -696,14 +651,7 @@ impl Layout for Packed {
                     };
                     let d = downsample(em, &part, [2, 2], cp_out, k0)?;
                     em.release(y);
-                    z = Some(match z {
-                        None => d,
-                        Some(a) => {
-                            em.add(a, a, d)?;
-                            em.release(d);
-                            a
-                        }
-                    });
+                    accumulate(em, &mut z, d)?;
                     k0 += n;
                 }
                 let z = z.ok_or_else(|| layout_err(em, "a convolution without outputs"))?;
