@@ -311,14 +311,7 @@ impl Emitter {
         scale: f64,
     ) -> Result<Reg, LowerError> {
         let st = self.uniform(&srcs)?;
-        let ids = vectors
-            .into_iter()
-            .map(|mut v| {
-                v.entries.sort_by_key(|e| e.0);
-                self.vectors.push(v);
-                (self.vectors.len() - 1) as u32
-            })
-            .collect();
+        let ids = self.push_vectors(vectors);
         let dst = self.alloc(CtState {
             scale: st.scale * scale,
             ..st
@@ -343,14 +336,7 @@ impl Emitter {
         scale: f64,
     ) -> Result<Reg, LowerError> {
         let st = self.uniform(&srcs)?;
-        let ids = patterns
-            .into_iter()
-            .map(|mut v| {
-                v.entries.sort_by_key(|e| e.0);
-                self.vectors.push(v);
-                (self.vectors.len() - 1) as u32
-            })
-            .collect();
+        let ids = self.push_vectors(patterns);
         let dst = self.alloc(CtState {
             scale: st.scale * scale,
             ..st
@@ -364,6 +350,17 @@ impl Emitter {
             scale,
         }));
         Ok(dst)
+    }
+
+    /// Appends slot vectors (entries sorted) to the program's table; their indices.
+    fn push_vectors(&mut self, vs: Vec<SlotVector>) -> Vec<u32> {
+        vs.into_iter()
+            .map(|mut v| {
+                v.entries.sort_by_key(|e| e.0);
+                self.vectors.push(v);
+                (self.vectors.len() - 1) as u32
+            })
+            .collect()
     }
 
     /// The common state of `regs` (an internal error if they differ).

@@ -148,6 +148,16 @@ pub fn block_values(block: u32, values: &[f64], slots: usize) -> Vec<f64> {
 }
 
 impl Instr {
+    /// The inputs, output and plaintext scale of a sum of slot-wise plaintext products
+    /// (`Dot`, `DotMasked`), which liveness and level checks treat alike.
+    pub fn plaintext_dot(&self) -> Option<(&[Reg], Reg, f64)> {
+        match self {
+            Instr::Dot(d) => Some((&d.srcs, d.dst, d.scale)),
+            Instr::DotMasked(d) => Some((&d.srcs, d.dst, d.scale)),
+            _ => None,
+        }
+    }
+
     /// Registers read by the instruction.
     pub fn reads(&self) -> Vec<Reg> {
         match self {

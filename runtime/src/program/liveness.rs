@@ -103,16 +103,10 @@ pub(crate) fn backward(
                 }
                 u
             }
-            Instr::Dot(d) => {
-                let u = take(&mut live, d.dst);
-                for &s in &d.srcs {
-                    add(&mut live, s, &u);
-                }
-                u
-            }
-            Instr::DotMasked(d) => {
-                let u = take(&mut live, d.dst);
-                for &s in &d.srcs {
+            Instr::Dot(_) | Instr::DotMasked(_) => {
+                let (srcs, dst, _) = ins.plaintext_dot().unwrap_or((&[], 0, 1.0));
+                let u = take(&mut live, dst);
+                for &s in srcs {
                     add(&mut live, s, &u);
                 }
                 u

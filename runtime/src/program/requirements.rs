@@ -61,27 +61,20 @@ impl KeyRequirements {
                         level[d as usize] = Some(lv);
                     }
                 }
-                Instr::Dot(d) => {
-                    let lv = read(d.srcs[0], &level)?;
-                    for &s in &d.srcs {
+                Instr::Dot(_) | Instr::DotMasked(_) => {
+                    let (srcs, dst, _) = ins.plaintext_dot().unwrap_or((&[], 0, 1.0));
+                    let &s0 = srcs.first().ok_or_else(|| {
+                        Error::Corrupt(format!("layer {origin}: a product sum without inputs"))
+                    })?;
+                    let lv = read(s0, &level)?;
+                    for &s in srcs {
                         if read(s, &level)? != lv {
                             return Err(Error::LevelMismatch(format!(
                                 "layer {origin}: inputs at different levels"
                             )));
                         }
                     }
-                    level[d.dst as usize] = Some(lv);
-                }
-                Instr::DotMasked(d) => {
-                    let lv = read(d.srcs[0], &level)?;
-                    for &s in &d.srcs {
-                        if read(s, &level)? != lv {
-                            return Err(Error::LevelMismatch(format!(
-                                "layer {origin}: inputs at different levels"
-                            )));
-                        }
-                    }
-                    level[d.dst as usize] = Some(lv);
+                    level[dst as usize] = Some(lv);
                 }
                 Instr::Add { dst, a, b } => {
                     let (la, lb) = (read(*a, &level)?, read(*b, &level)?);

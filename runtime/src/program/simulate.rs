@@ -345,34 +345,21 @@ impl Simulator {
                         }
                         (out, (lv, sc))
                     }
-                    Instr::Dot(d) => {
-                        let (lv, sc) = get(d.srcs[0], &state)?;
-                        for &s in &d.srcs {
+                    Instr::Dot(_) | Instr::DotMasked(_) => {
+                        let (srcs, dst, scale) = ins.plaintext_dot().unwrap_or((&[], 0, 1.0));
+                        let &s0 = srcs.first().ok_or_else(|| empty(dst))?;
+                        let (lv, sc) = get(s0, &state)?;
+                        for &s in srcs {
                             let (l2, s2) = get(s, &state)?;
                             if l2 != lv {
                                 return Err(Error::LevelMismatch(format!(
                                     "operands at levels {lv} and {l2}"
                                 )));
                             }
-                            scales_match(sc * d.scale, s2 * d.scale)?;
+                            scales_match(sc * scale, s2 * scale)?;
                         }
-                        let out = (lv, sc * d.scale);
-                        state[d.dst as usize] = Some(out);
-                        (out, (lv, sc))
-                    }
-                    Instr::DotMasked(d) => {
-                        let (lv, sc) = get(d.srcs[0], &state)?;
-                        for &s in &d.srcs {
-                            let (l2, s2) = get(s, &state)?;
-                            if l2 != lv {
-                                return Err(Error::LevelMismatch(format!(
-                                    "operands at levels {lv} and {l2}"
-                                )));
-                            }
-                            scales_match(sc * d.scale, s2 * d.scale)?;
-                        }
-                        let out = (lv, sc * d.scale);
-                        state[d.dst as usize] = Some(out);
+                        let out = (lv, sc * scale);
+                        state[dst as usize] = Some(out);
                         (out, (lv, sc))
                     }
                     Instr::Add { dst, a, b } => {
