@@ -259,9 +259,41 @@ fn fan_out(em: &mut Emitter, x: Reg, steps: Vec<i64>) -> Result<Vec<Reg>, LowerE
 /// The stride-1 "same" convolution of `p` for output channels `o0 .. o0 + n` (n <= cp),
 /// at channel offsets 0..n of every pixel's lower half (upper half zero, no bias), at the
 /// input's scale times the weight scale (not rescaled).
+/// The baby steps of a packed conv's input: rot(x, b) for b < B from one decomposition,
+/// with the weight scale of the products that read them (shared by every output chunk of
+/// a strided conv).
+struct Babies {
+    x0: Reg,
+    regs: Vec<Reg>,
+    wsc: f64,
+}
+
+impl Babies {
+    fn of(em: &mut Emitter, p: &ChannelPacked) -> Result<Babies, LowerError> {
+        let x0 = freshen(em, p.reg, false, false)?;
+        let st = em.state(x0);
+        let wsc = em.product_scale(st).ok_or_else(|| exhausted(em))?;
+        let regs = fan_out(em, x0, (0..babies_for(p.cp) as i64).collect())?;
+        Ok(Babies { x0, regs, wsc })
+    }
+
+    fn release(self, em: &mut Emitter, p: &ChannelPacked) {
+        for &b in &self.regs {
+            if b != self.x0 {
+                em.release(b);
+            }
+        }
+        if self.x0 != p.reg {
+            em.release(self.x0);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn conv_same(
     em: &mut Emitter,
     p: &ChannelPacked,
+    babies: &Babies,
     weight: &dyn Fn(usize, usize, usize, usize) -> f64,
     o0: usize,
     co: usize,
@@ -272,14 +304,9 @@ fn conv_same(
     let g = 2 * cp;
     let (h, w) = (p.h, p.w);
     let weight = |o: usize, i: usize, ky: usize, kx: usize| weight(o0 + o, i, ky, kx);
-    let bsz = babies_for(cp);
+    let bsz = babies.regs.len();
     let giants = cp / bsz;
-
-    let x0 = freshen(em, p.reg, false, false)?;
-    let st = em.state(x0);
-    let wsc = em.product_scale(st).ok_or_else(|| exhausted(em))?;
-    // Baby steps: rot(x, b), b < B, hoisted (one decomposition).
-    let babies = fan_out(em, x0, (0..bsz as i64).collect())?;
+    let wsc = babies.wsc;
     // Per tap t: w_t = sum_g rot_{gB}(sum_b E_{t,g,b} (.) rot_b(x)), each product's
     // plaintext also zero where the output pixel's neighbour is outside the image (the
     // validity mask moved into w_t's coordinates), then y = sum_t rot_{s_t}(w_t). One
@@ -331,7 +358,7 @@ fn conv_same(
                 });
                 let mut srcs = vec![];
                 let mut pats = vec![];
-                for (b, &rb) in babies.iter().enumerate() {
+                for (b, &rb) in babies.regs.iter().enumerate() {
                     // E_{g,b}[k] = D_{gB + b}[(k - gB) mod 2cp].
                     let entries: Vec<(u32, f64)> = (0..g)
                         .map(|k| (k as u32, diag(shift + b, (k + g - shift) % g)))
@@ -360,14 +387,6 @@ fn conv_same(
         let dy = ky as i64 - top as i64;
         let r = rotated(em, row, dy * (w * g) as i64);
         accumulate(em, &mut y, r)?;
-    }
-    for &b in &babies {
-        if b != x0 {
-            em.release(b);
-        }
-    }
-    if x0 != p.reg {
-        em.release(x0);
     }
     y.ok_or_else(|| layout_err(em, "every weight of the convolution is zero"))
 }
@@ -608,7 +627,10 @@ impl Layout for Packed {
                         "more output channels than the channel group",
                     ));
                 }
-                let y = conv_same(em, &p, &weight, 0, co, [kh, kw], [top, left])?;
+                let babies = Babies::of(em, &p)?;
+                let y = conv_same(em, &p, &babies, &weight, 0, co, [kh, kw], [top, left]);
+                babies.release(em, &p);
+                let y = y?;
                 let out = ChannelPacked {
                     reg: y,
                     c: co,
@@ -640,10 +662,11 @@ impl Layout for Packed {
                 }
                 let cp_out = self.group_of(co, h2, w2);
                 let mut z: Option<Reg> = None;
+                let babies = Babies::of(em, &p)?;
                 let mut k0 = 0;
                 while k0 < co {
                     let n = p.cp.min(co - k0);
-                    let y = conv_same(em, &p, &weight, k0, n, [kh, kw], [top, left])?;
+                    let y = conv_same(em, &p, &babies, &weight, k0, n, [kh, kw], [top, left])?;
                     let part = ChannelPacked {
                         reg: y,
                         c: n,
@@ -654,6 +677,7 @@ impl Layout for Packed {
                     accumulate(em, &mut z, d)?;
                     k0 += n;
                 }
+                babies.release(em, &p);
                 let z = z.ok_or_else(|| layout_err(em, "a convolution without outputs"))?;
                 let out = ChannelPacked {
                     reg: z,

@@ -188,10 +188,11 @@ impl<'a> Executor<'a> {
                 // Each term's plaintext: its coefficients (one FFT), then either the full
                 // encoding or, when the vector repeats (no mask, or a mask that repeats),
                 // the sparse one (a small NTT per prime; bit-identical).
-                let coeffs = (0..d.srcs.len())
+                let coeffs = self
+                    .program
+                    .dot_masked_values(d)
                     .into_par_iter()
-                    .map(|i| {
-                        let v = self.program.dot_masked_values(d, i);
+                    .map(|v| {
                         let wmax = v.iter().fold(0f64, |a, x| a.max(x.abs()));
                         let c: Vec<crate::ckks::C64> = v
                             .into_iter()

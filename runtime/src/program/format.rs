@@ -149,18 +149,31 @@ pub struct Program {
 }
 
 impl Program {
-    /// The plaintext slot vector of term `i` of a `DotMasked` (`slots` values).
-    pub fn dot_masked_values(&self, d: &crate::program::DotMasked, i: usize) -> Vec<f64> {
+    /// The plaintext slot vectors of every term of a `DotMasked` (`slots` values each),
+    /// each distinct mask expanded once (the terms of one tap share theirs).
+    pub fn dot_masked_values(&self, d: &crate::program::DotMasked) -> Vec<Vec<f64>> {
         let slots = self.params.slots();
         let period = (d.period as usize).max(1);
-        let pat = self.vectors[d.patterns[i] as usize].to_values(period);
-        let mut v: Vec<f64> = (0..slots).map(|s| pat[s % period]).collect();
-        if let Some(m) = d.masks[i] {
-            for (x, m) in v.iter_mut().zip(self.masks[m as usize].to_values(slots)) {
-                *x *= m;
-            }
+        let mut masks: std::collections::HashMap<u32, Vec<f64>> = Default::default();
+        for m in d.masks.iter().flatten() {
+            masks
+                .entry(*m)
+                .or_insert_with(|| self.masks[*m as usize].to_values(slots));
         }
-        v
+        d.patterns
+            .iter()
+            .zip(&d.masks)
+            .map(|(&pi, m)| {
+                let pat = self.vectors[pi as usize].to_values(period);
+                let mut v: Vec<f64> = (0..slots).map(|s| pat[s % period]).collect();
+                if let Some(mv) = m.and_then(|m| masks.get(&m)) {
+                    for (x, m) in v.iter_mut().zip(mv) {
+                        *x *= m;
+                    }
+                }
+                v
+            })
+            .collect()
     }
 
     /// Structural checks: registers in range, masks exist, layouts in the slot range.

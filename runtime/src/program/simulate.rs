@@ -606,20 +606,17 @@ impl Simulator {
                     let terms = d
                         .srcs
                         .iter()
-                        .enumerate()
-                        .map(|(i, &s)| {
-                            let v = program.dot_masked_values(d, i);
-                            DotTerm {
-                                src: s,
-                                entries: lst
-                                    .iter()
-                                    .enumerate()
-                                    .filter_map(|(k, &p)| {
-                                        let x = v[p as usize];
-                                        (x != 0.0).then_some((k as u32, x))
-                                    })
-                                    .collect(),
-                            }
+                        .zip(program.dot_masked_values(d))
+                        .map(|(&s, v)| DotTerm {
+                            src: s,
+                            entries: lst
+                                .iter()
+                                .enumerate()
+                                .filter_map(|(k, &p)| {
+                                    let x = v[p as usize];
+                                    (x != 0.0).then_some((k as u32, x))
+                                })
+                                .collect(),
                         })
                         .collect();
                     (
