@@ -171,7 +171,7 @@ fn resnet20_lowers_packed_and_computes_the_model() {
     assert!(p.params.security_bits().unwrap_or(0) >= 128);
     let keys = runtime::program::KeyRequirements::of(p).unwrap();
     assert!(
-        keys.rotations.len() <= 40,
+        keys.rotations.len() <= 56,
         "{} rotation keys",
         keys.rotations.len()
     );

@@ -183,6 +183,9 @@ pub fn summary(p: &Program) -> anyhow::Result<String> {
         let row = rows.entry(idx).or_insert((origin.clone(), 0, 0, 0, 0));
         row.1 += 1;
         match ins {
+            Instr::Linear(l) if l.rotation_sum().is_some() => {
+                row.2 += l.steps.iter().filter(|&&s| s != 0).count();
+            }
             Instr::Linear(l) => {
                 let distinct: std::collections::BTreeSet<i64> =
                     l.steps.iter().copied().filter(|&s| s != 0).collect();
@@ -193,6 +196,7 @@ pub fn summary(p: &Program) -> anyhow::Result<String> {
             }
             Instr::Rotate { .. } => row.2 += 1,
             Instr::Dot(d) => row.4 += d.srcs.len(),
+            Instr::DotMasked(d) => row.4 += d.srcs.len(),
             _ => {}
         }
     }

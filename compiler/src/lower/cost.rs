@@ -6,7 +6,8 @@
 //! Unit costs (ring degree N, level l so l + 1 primes alive, K special primes, `beta`
 //! key-switching digits alive): a key switch is `2 beta (l + 1 + K) + 2 (l + 1)` NTTs
 //! (ModUp of every digit, ModDown of both parts); a rotation sharing a hoisted
-//! decomposition costs half of one; a plaintext multiply-accumulate `4 (l + 1) / log2 N`
+//! decomposition costs half of one; a sum of rotations (`Linear::rotation_sum`) a key
+//! switch per rotated term less its ModDown, plus one ModDown; a plaintext multiply-accumulate `4 (l + 1) / log2 N`
 //! (a pointwise pass over both parts, against N/2 log2 N butterflies per NTT); a plaintext
 //! encoded where it is used `l + 3` (one FFT and l + 1 NTTs); a rescale `2 (l + 1)`.
 //! Reads the program only; a model, so it is used to compare layouts, not to predict
@@ -41,6 +42,15 @@ pub fn estimate(p: &Program) -> Cost {
     for ins in &p.instrs {
         let src = ins.reads().first().map(|&r| level[r as usize]).unwrap_or(0);
         match ins {
+            Instr::Linear(l) if l.rotation_sum().is_some() => {
+                // Each rotated term raised and switched over Q P, one ModDown for the sum.
+                let rotated = l.steps.iter().filter(|&&s| s != 0).count();
+                if rotated > 0 {
+                    let mod_down = 2.0 * (src + 1) as f64;
+                    c.ntts += (ks(src) - mod_down) * rotated as f64 + mod_down;
+                    c.key_switches += rotated as u64;
+                }
+            }
             Instr::Linear(l) => {
                 let mut steps: Vec<i64> = l.steps.iter().copied().filter(|&s| s != 0).collect();
                 steps.sort_unstable();

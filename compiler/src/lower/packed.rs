@@ -234,6 +234,39 @@ fn rotated(em: &mut Emitter, r: Reg, step: i64) -> Reg {
     t
 }
 
+/// `sum_i rot(r_i, s_i)`, taking the registers (uniform level and scale): one `Linear`
+/// of identity weights at scale 1, which the executor evaluates with one ModDown for the
+/// whole sum (`Linear::rotation_sum`); the term itself when there is one.
+fn rotate_sum(em: &mut Emitter, terms: Vec<(Reg, i64)>) -> Result<Reg, LowerError> {
+    let k = terms.len();
+    match k {
+        0 => Err(layout_err(em, "an empty sum of rotations")),
+        1 => Ok(rotated(em, terms[0].0, terms[0].1)),
+        _ => {
+            let l = Linear {
+                srcs: terms.iter().map(|t| t.0).collect(),
+                dsts: vec![],
+                steps: terms.iter().map(|t| t.1).collect(),
+                masks: vec![None; k],
+                weights: (0..k)
+                    .flat_map(|i| (0..k).map(move |t| f64::from(i == t)))
+                    .collect(),
+                weight_scale: 1.0,
+                bias: None,
+                bias_mask: None,
+            };
+            let sum = em.linear(l, 1)?[0];
+            let mut regs: Vec<Reg> = terms.iter().map(|t| t.0).collect();
+            regs.sort_unstable();
+            regs.dedup();
+            for r in regs {
+                em.release(r);
+            }
+            Ok(sum)
+        }
+    }
+}
+
 /// The rotations of `x` by `steps` from one decomposition (a one-hot `Linear` at weight
 /// scale 1, which the executor runs as a plain fan-out); `[x]` for the single step 0.
 fn fan_out(em: &mut Emitter, x: Reg, steps: Vec<i64>) -> Result<Vec<Reg>, LowerError> {
@@ -312,9 +345,12 @@ fn conv_same(
     // validity mask moved into w_t's coordinates), then y = sum_t rot_{s_t}(w_t). One
     // plaintext product per diagonal: the same level cost as the reference layout.
     let slots = em.slots;
-    let mut y: Option<Reg> = None;
+    // Per kernel row, every (tap, giant step) product rotated by its giant step plus its
+    // column shift in one sum of rotations (one ModDown); then the rows' sums by their
+    // row shifts (keys: gB + dx 2cp and +-w 2cp, whatever the tap).
+    let mut row_sums: Vec<(Reg, i64)> = vec![];
     for ky in 0..kh {
-        let mut row: Option<Reg> = None;
+        let mut row_terms: Vec<(Reg, i64)> = vec![];
         for kx in 0..kw {
             let dy = ky as i64 - top as i64;
             let dx = kx as i64 - left as i64;
@@ -347,7 +383,6 @@ fn conv_same(
                     0.0
                 }
             };
-            let mut acc: Option<Reg> = None;
             for gi in 0..giants {
                 let shift = gi * bsz;
                 // The validity mask in z's coordinates: valid shifted by s_t + gB.
@@ -374,21 +409,19 @@ fn conv_same(
                 }
                 let n = srcs.len();
                 let z = em.dot_masked(srcs, pats, vec![mask; n], g, wsc)?;
-                let z = rotated(em, z, shift as i64);
-                accumulate(em, &mut acc, z)?;
+                row_terms.push((z, shift as i64 + dx * g as i64));
             }
-            let Some(wt_reg) = acc else { continue };
-            // The column shift now, the row shift once per kernel row (keys: +-2cp
-            // and +-w 2cp, whatever the tap).
-            let r = rotated(em, wt_reg, dx * g as i64);
-            accumulate(em, &mut row, r)?;
         }
-        let Some(row) = row else { continue };
+        if row_terms.is_empty() {
+            continue;
+        }
         let dy = ky as i64 - top as i64;
-        let r = rotated(em, row, dy * (w * g) as i64);
-        accumulate(em, &mut y, r)?;
+        row_sums.push((rotate_sum(em, row_terms)?, dy * (w * g) as i64));
     }
-    y.ok_or_else(|| layout_err(em, "every weight of the convolution is zero"))
+    if row_sums.is_empty() {
+        return Err(layout_err(em, "every weight of the convolution is zero"));
+    }
+    rotate_sum(em, row_sums)
 }
 
 /// Moves the pixels (2i', 2j') of `p` (channels 0..C of each lower half; the rest must be
@@ -464,7 +497,7 @@ fn downsample(
     let one = SlotVector {
         entries: vec![(0, 1.0)],
     };
-    let mut z: Option<Reg> = None;
+    let mut giant_terms: Vec<(Reg, i64)> = vec![];
     for gi in 0..n.div_ceil(bsz) {
         let mut srcs = vec![];
         let mut masks = vec![];
@@ -478,17 +511,18 @@ fn downsample(
         }
         let k = srcs.len();
         let t = em.dot_masked(srcs, vec![one.clone(); k], masks, 1, msc)?;
-        let shift = (gi * bsz) as i64 * unit;
-        let t = rotated(em, t, shift);
-        accumulate(em, &mut z, t)?;
+        giant_terms.push((t, (gi * bsz) as i64 * unit - off as i64));
     }
     for &r in &babies {
         if r != y {
             em.release(r);
         }
     }
-    let z = z.ok_or_else(|| layout_err(em, "nothing to downsample"))?;
-    Ok(rotated(em, z, -(off as i64)))
+    if giant_terms.is_empty() {
+        return Err(layout_err(em, "nothing to downsample"));
+    }
+    // The giant steps and the move to channel offset `off` in one sum of rotations.
+    rotate_sum(em, giant_terms)
 }
 
 /// Fills what the diagonals and the downsampling leave empty: the upper half of every

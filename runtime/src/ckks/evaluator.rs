@@ -8,7 +8,7 @@
 
 use crate::ckks::context::Context;
 use crate::ckks::keys::{EvalKeys, SwitchingKey};
-use crate::ckks::keyswitch::{decompose, inner_product, key_switch, mod_down, Decomposition};
+use crate::ckks::keyswitch::{decompose, inner_product, key_switch, mod_down_pair, Decomposition};
 use crate::ckks::plaintext::{Ciphertext, Plaintext};
 use crate::error::{Error, Result};
 use crate::math::poly::RnsPoly;
@@ -413,8 +413,56 @@ impl<'a> Evaluator<'a> {
         let (a0, a1) = inner_product(self.ctx, dec, key, Some(&perm))?;
         let tables = self.ctx.q_tables(ct.level());
         let mut c0 = ct.parts[0].permuted(&perm);
-        c0.add_assign(&mod_down(self.ctx, a0), &tables);
-        Ok(self.fresh(vec![c0, mod_down(self.ctx, a1)], ct.scale, ct.key_set))
+        let (u0, u1) = mod_down_pair(self.ctx, a0, a1);
+        c0.add_assign(&u0, &tables);
+        Ok(self.fresh(vec![c0, u1], ct.scale, ct.key_set))
+    }
+
+    /// `sum_i rot(ct_i, steps_i)` with one ModDown for the whole sum (double hoisting):
+    /// each rotated c_1 is raised and multiplied by its key over Q * P, the products are
+    /// summed there, and only the sum is divided by P. Terms must share level, scale and
+    /// key set; a step of 0 adds its term as it is.
+    pub fn rotate_sum(&self, terms: &[(&Ciphertext, i64)]) -> Result<Ciphertext> {
+        let &(first, _) = terms
+            .first()
+            .ok_or_else(|| Error::Corrupt("an empty sum of rotations".into()))?;
+        let level = first.level();
+        let tables = self.ctx.q_tables(level);
+        let qp_tables = self.ctx.qp_tables(level);
+        let n = self.ctx.n();
+        let mut c0 = RnsPoly::zero(n, level + 1, true);
+        let mut c1 = RnsPoly::zero(n, level + 1, true);
+        let mut raised: Option<(RnsPoly, RnsPoly)> = None;
+        for &(ct, steps) in terms {
+            self.check_pair(first, ct)?;
+            if ct.degree() != 1 {
+                return Err(Error::NotLinear(ct.degree()));
+            }
+            let g = self.ctx.rotation_galois_element(steps);
+            if g == 1 {
+                c0.add_assign(&ct.parts[0], &tables);
+                c1.add_assign(&ct.parts[1], &tables);
+                continue;
+            }
+            let key = self.galois_key(ct, g, &format!("rotation by {steps}"))?;
+            let perm = self.ctx.galois_permutation(g);
+            c0.add_assign(&ct.parts[0].permuted(&perm), &tables);
+            let dec = decompose(self.ctx, &ct.parts[1].permuted(&perm));
+            let (a0, a1) = inner_product(self.ctx, &dec, key, None)?;
+            match &mut raised {
+                None => raised = Some((a0, a1)),
+                Some((s0, s1)) => {
+                    s0.add_assign(&a0, &qp_tables);
+                    s1.add_assign(&a1, &qp_tables);
+                }
+            }
+        }
+        if let Some((a0, a1)) = raised {
+            let (u0, u1) = mod_down_pair(self.ctx, a0, a1);
+            c0.add_assign(&u0, &tables);
+            c1.add_assign(&u1, &tables);
+        }
+        Ok(self.fresh(vec![c0, c1], first.scale, first.key_set))
     }
 
     /// Many rotations of one ciphertext sharing one decomposition of c_1.

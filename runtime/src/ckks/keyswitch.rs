@@ -11,6 +11,7 @@ use crate::ckks::keys::SwitchingKey;
 use crate::error::{Error, Result};
 use crate::math::poly::RnsPoly;
 use crate::math::simd;
+use rayon::prelude::*;
 
 /// The digits of a polynomial at level `level`, each over Q_level * P in NTT form.
 pub struct Decomposition {
@@ -27,12 +28,12 @@ pub fn decompose(ctx: &Context, c: &RnsPoly) -> Decomposition {
     let width = level + 1 + ctx.special_count();
     let mut coeff = c.clone();
     coeff.inverse(&q_tables);
-    let mut scratch = Vec::new();
-    let mut out = Vec::new();
+    // The digits are independent: one task each (with dnum 2, one per core).
     let digits = ctx
         .digit_converters(level)
-        .iter()
+        .par_iter()
         .map(|dc| {
+            let (mut scratch, mut out) = (Vec::new(), Vec::new());
             let mut d = RnsPoly::zero(n, width, true);
             for i in dc.start..dc.end {
                 d.limb_mut(i).copy_from_slice(c.limb(i));
@@ -74,16 +75,18 @@ pub fn inner_product(
     let n = ctx.n();
     let tables = ctx.qp_tables(level);
     let width = tables.len();
-    let mut acc0 = RnsPoly::zero(n, width, true);
-    let mut acc1 = RnsPoly::zero(n, width, true);
-    let mut tmp = vec![0u64; n];
-    for (d, kd) in dec.digits.iter().zip(&key.digits) {
-        for (t, table) in tables.iter().enumerate() {
-            let key_idx = if t <= level {
-                t
-            } else {
-                key.level + 1 + (t - level - 1)
-            };
+    // Limb t of both accumulators reads limb t of every digit only: the limbs run in
+    // parallel.
+    let limb = |t: usize| -> (Vec<u64>, Vec<u64>) {
+        let table = tables[t];
+        let (mut a0, mut a1) = (vec![0u64; n], vec![0u64; n]);
+        let mut tmp = vec![0u64; n];
+        let key_idx = if t <= level {
+            t
+        } else {
+            key.level + 1 + (t - level - 1)
+        };
+        for (d, kd) in dec.digits.iter().zip(&key.digits) {
             let src: &[u64] = match perm {
                 Some(p) => {
                     let limb = d.limb(t);
@@ -94,11 +97,21 @@ pub fn inner_product(
                 }
                 None => d.limb(t),
             };
-            table.mul_accumulate(acc0.limb_mut(t), src, kd.b.limb(key_idx));
-            table.mul_accumulate(acc1.limb_mut(t), src, kd.a.limb(key_idx));
+            table.mul_accumulate(&mut a0, src, kd.b.limb(key_idx));
+            table.mul_accumulate(&mut a1, src, kd.a.limb(key_idx));
         }
+        (a0, a1)
+    };
+    let limbs: Vec<(Vec<u64>, Vec<u64>)> = (0..width).into_par_iter().map(limb).collect();
+    let (mut d0, mut d1) = (Vec::with_capacity(width * n), Vec::with_capacity(width * n));
+    for (a0, a1) in limbs {
+        d0.extend_from_slice(&a0);
+        d1.extend_from_slice(&a1);
     }
-    Ok((acc0, acc1))
+    Ok((
+        RnsPoly::from_data(n, d0, true),
+        RnsPoly::from_data(n, d1, true),
+    ))
 }
 
 /// Divides a polynomial over Q_level * P (NTT form) by P, rounding, back to Q_level.
@@ -123,25 +136,30 @@ pub fn mod_down(ctx: &Context, x: RnsPoly) -> RnsPoly {
     out.truncate(nq);
     let p_inv = ctx.p_inv_mod_q();
     let half_q = ctx.p_half_mod_q();
-    for (i, (limb, c)) in out
-        .limbs_iter_mut()
-        .zip(conv.chunks_exact_mut(n))
+    let mut data = out.into_data();
+    data.par_chunks_exact_mut(n)
+        .zip(conv.par_chunks_exact_mut(n))
         .enumerate()
-    {
-        let t = q_tables[i];
-        let m = t.modulus();
-        for v in c.iter_mut() {
-            *v = m.sub(*v, half_q[i]);
-        }
-        t.forward(c);
-        let (pi, pis) = p_inv[i];
-        if !simd::sub_mul_const(limb, c, pi, simd::shoup52(pi, m.value()), m.value()) {
-            for (o, &v) in limb.iter_mut().zip(c.iter()) {
-                *o = m.mul_shoup(m.sub(*o, v), pi, pis);
+        .for_each(|(i, (limb, c))| {
+            let t = q_tables[i];
+            let m = t.modulus();
+            for v in c.iter_mut() {
+                *v = m.sub(*v, half_q[i]);
             }
-        }
-    }
-    out
+            t.forward(c);
+            let (pi, pis) = p_inv[i];
+            if !simd::sub_mul_const(limb, c, pi, simd::shoup52(pi, m.value()), m.value()) {
+                for (o, &v) in limb.iter_mut().zip(c.iter()) {
+                    *o = m.mul_shoup(m.sub(*o, v), pi, pis);
+                }
+            }
+        });
+    RnsPoly::from_data(n, data, true)
+}
+
+/// ModDown of both halves of a key-switching result, side by side.
+pub fn mod_down_pair(ctx: &Context, a0: RnsPoly, a1: RnsPoly) -> (RnsPoly, RnsPoly) {
+    rayon::join(|| mod_down(ctx, a0), || mod_down(ctx, a1))
 }
 
 /// Full key switch of `c` (NTT, Q_level): returns (u_0, u_1) over Q_level with
@@ -149,5 +167,5 @@ pub fn mod_down(ctx: &Context, x: RnsPoly) -> RnsPoly {
 pub fn key_switch(ctx: &Context, c: &RnsPoly, key: &SwitchingKey) -> Result<(RnsPoly, RnsPoly)> {
     let dec = decompose(ctx, c);
     let (a0, a1) = inner_product(ctx, &dec, key, None)?;
-    Ok((mod_down(ctx, a0), mod_down(ctx, a1)))
+    Ok(mod_down_pair(ctx, a0, a1))
 }

@@ -274,6 +274,47 @@ fn rotations_with(s: Setup) {
     assert!(matches!(ev.rotate(&cx, 7), Err(Error::MissingKey(_))));
 }
 
+/// A sum of rotations with one ModDown equals the sum of separate rotations (to the
+/// precision of one rotation), for several inputs, a zero step and a repeated step; a
+/// missing key is named and terms at other levels are refused.
+#[test]
+fn rotation_sums_share_one_mod_down() {
+    for s in [standard(), hybrid()] {
+        let ctx = &s.ctx;
+        let (enc, mut e, d, ev) = s.tools();
+        let n = ctx.params().slots();
+        let delta = 2f64.powi(40);
+        let xs: Vec<Vec<f64>> = (0..4).map(|k| values(n, 20 + k)).collect();
+        let cts: Vec<_> = xs
+            .iter()
+            .map(|x| {
+                e.encrypt_pk(&enc.encode(x, delta, 3).unwrap(), &s.pk)
+                    .unwrap()
+            })
+            .collect();
+        let steps = [1i64, 0, 100, 1];
+        let terms: Vec<_> = cts.iter().zip(steps).collect();
+        let sum = ev.rotate_sum(&terms).unwrap();
+        let want: Vec<f64> = (0..n)
+            .map(|i| {
+                xs.iter()
+                    .zip(steps)
+                    .map(|(x, k)| x[(i as i64 + k).rem_euclid(n as i64) as usize])
+                    .sum()
+            })
+            .collect();
+        assert_bits(&d.decrypt(&sum).unwrap(), &want, 19.0);
+        assert!(matches!(
+            ev.rotate_sum(&[(&cts[0], 7)]),
+            Err(Error::MissingKey(_))
+        ));
+        let mut low = cts[1].clone();
+        ev.rescale_assign(&mut low).unwrap();
+        assert!(ev.rotate_sum(&[(&cts[0], 1), (&low, 2)]).is_err());
+        assert!(ev.rotate_sum(&[]).is_err());
+    }
+}
+
 #[test]
 fn wrong_key_set_is_refused() {
     let a = standard();

@@ -9,7 +9,9 @@
 //! Barrett reduction, so one output costs len(A) multiplications plus one reduction.
 
 use crate::math::modulus::Modulus;
+use crate::math::poly::PAR_LIMBS_FROM;
 use crate::math::simd::{self, shoup52, Term, MAX_MODULUS_52};
+use rayon::prelude::*;
 
 /// Barrett constant floor(2^128 / b) for reducing full 128-bit accumulators.
 #[derive(Clone, Copy, Debug)]
@@ -171,10 +173,13 @@ impl BasisConverter {
                 }
             }
         }
-        for (j, (out, red)) in output.chunks_exact_mut(n).zip(&self.reducers).enumerate() {
+        // Every output limb reads all of `scratch`: on large rings the limbs run in
+        // parallel.
+        let scratch: &[u64] = scratch;
+        let limb = |(j, (out, red)): (usize, (&mut [u64], &WideReducer))| {
             if let Some(terms) = &self.terms[j] {
                 if simd::dot(out, scratch, n, terms, self.to[j].value()) {
-                    continue;
+                    return;
                 }
             }
             let coefs = &self.hat_mod[j * k..(j + 1) * k];
@@ -183,6 +188,19 @@ impl BasisConverter {
             } else {
                 convert_limb_chunked(scratch, coefs, out, red, n, self.chunk);
             }
+        };
+        if n >= PAR_LIMBS_FROM {
+            output
+                .par_chunks_exact_mut(n)
+                .zip(self.reducers.par_iter())
+                .enumerate()
+                .for_each(limb);
+        } else {
+            output
+                .chunks_exact_mut(n)
+                .zip(&self.reducers)
+                .enumerate()
+                .for_each(limb);
         }
     }
 }

@@ -7,6 +7,11 @@
 
 use crate::math::ntt::NttTable;
 use crate::math::simd;
+use rayon::prelude::*;
+
+/// Ring degrees from which a polynomial's limbs are transformed in parallel (below it the
+/// task overhead outweighs one NTT).
+pub(crate) const PAR_LIMBS_FROM: usize = 1 << 12;
 use serde::{Deserialize, Serialize};
 
 /// A polynomial in RNS form.
@@ -108,16 +113,30 @@ impl RnsPoly {
 
     pub fn forward(&mut self, tables: &[&NttTable]) {
         debug_assert!(!self.ntt);
-        for (limb, t) in self.data.chunks_exact_mut(self.n).zip(tables) {
-            t.forward(limb);
+        if self.n >= PAR_LIMBS_FROM {
+            self.data
+                .par_chunks_exact_mut(self.n)
+                .zip(tables.par_iter())
+                .for_each(|(limb, t)| t.forward(limb));
+        } else {
+            for (limb, t) in self.data.chunks_exact_mut(self.n).zip(tables) {
+                t.forward(limb);
+            }
         }
         self.ntt = true;
     }
 
     pub fn inverse(&mut self, tables: &[&NttTable]) {
         debug_assert!(self.ntt);
-        for (limb, t) in self.data.chunks_exact_mut(self.n).zip(tables) {
-            t.inverse(limb);
+        if self.n >= PAR_LIMBS_FROM {
+            self.data
+                .par_chunks_exact_mut(self.n)
+                .zip(tables.par_iter())
+                .for_each(|(limb, t)| t.inverse(limb));
+        } else {
+            for (limb, t) in self.data.chunks_exact_mut(self.n).zip(tables) {
+                t.inverse(limb);
+            }
         }
         self.ntt = false;
     }

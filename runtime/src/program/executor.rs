@@ -355,6 +355,18 @@ impl<'a> Executor<'a> {
             .first()
             .ok_or_else(|| Error::Corrupt("Linear without inputs".into()))?;
         let first = regs[s0 as usize].as_ref().ok_or_else(|| empty(s0))?;
+        // A sum of rotations (`Linear::rotation_sum`: the packed layout's giant steps and
+        // tap shifts): one ModDown for the whole sum instead of one per rotation (the same
+        // sum, with one key-switching rounding instead of one per term).
+        if let Some(terms) = l.rotation_sum() {
+            let cts = terms
+                .iter()
+                .map(|&(r, st)| Ok((regs[r as usize].as_ref().ok_or_else(|| empty(r))?, st)))
+                .collect::<Result<Vec<_>>>()?;
+            let sum = ev.rotate_sum(&cts)?;
+            regs[l.dsts[0] as usize] = Some(sum);
+            return Ok(());
+        }
         // A fan-out of rotations (one input, every output one unmasked tap of weight 1 at
         // scale 1, no bias: the packed layout's baby steps): the rotated copies themselves,
         // bit-identical to multiplying each by the integer 1 and accumulating.
@@ -663,7 +675,6 @@ impl<'a> Executor<'a> {
     }
 }
 
-/// round(w * scale * c) for the support coefficients c of a sparse mask.
 /// The tap of each output when `l` is a fan-out of rotations (see `Executor::linear`).
 fn fan_out(l: &Linear) -> Option<Vec<usize>> {
     if l.srcs.len() != 1 || l.bias.is_some() || l.weight_scale != 1.0 {
@@ -686,6 +697,7 @@ fn fan_out(l: &Linear) -> Option<Vec<usize>> {
         .collect()
 }
 
+/// round(w * scale * c) for the support coefficients c of a sparse mask.
 fn round_support(support: &[f64], w: f64, scale: f64) -> Result<Vec<i64>> {
     let f = w * scale;
     support

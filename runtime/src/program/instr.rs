@@ -27,6 +27,31 @@ pub struct Linear {
     pub bias_mask: Option<u32>,
 }
 
+impl Linear {
+    /// The (input, step) terms when the Linear is a plain sum of rotations
+    /// `dst = sum_i rot(src_i, steps_i)`: one output, input i read by tap i alone with
+    /// weight 1 at scale 1, no masks, no bias. The executor evaluates it with one ModDown
+    /// for the whole sum (`Evaluator::rotate_sum`).
+    pub fn rotation_sum(&self) -> Option<Vec<(Reg, i64)>> {
+        let k = self.srcs.len();
+        if self.dsts.len() != 1 || k < 2 || self.steps.len() != k || self.weights.len() != k * k {
+            return None;
+        }
+        if self.bias.is_some() || self.weight_scale != 1.0 || self.masks.iter().any(|m| m.is_some())
+        {
+            return None;
+        }
+        let identity = (0..k).all(|i| (0..k).all(|t| self.weights[i * k + t] == f64::from(i == t)));
+        identity.then(|| {
+            self.srcs
+                .iter()
+                .copied()
+                .zip(self.steps.iter().copied())
+                .collect()
+        })
+    }
+}
+
 /// `dst = sum_i vectors[i] (.) src_i`: slot-wise products with plaintext vectors
 /// (`Program::vectors`) encoded at `scale`, summed (a dense layer's per-output partial
 /// products before the rotate-and-sum). Output scale = input scale * `scale`.
@@ -221,5 +246,48 @@ impl Instr {
             Instr::Copy { .. } => "Copy",
             Instr::Free { .. } => "Free",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum_of(k: usize, weights: Vec<f64>) -> Linear {
+        Linear {
+            srcs: (0..k as u32).collect(),
+            dsts: vec![9],
+            steps: (0..k as i64).map(|s| 3 * s).collect(),
+            masks: vec![None; k],
+            weights,
+            weight_scale: 1.0,
+            bias: None,
+            bias_mask: None,
+        }
+    }
+
+    #[test]
+    fn only_identity_weights_at_scale_one_are_a_rotation_sum() {
+        let id = |k: usize| -> Vec<f64> { (0..k * k).map(|j| f64::from(j / k == j % k)).collect() };
+        assert_eq!(
+            sum_of(3, id(3)).rotation_sum(),
+            Some(vec![(0, 0), (1, 3), (2, 6)])
+        );
+        let mut w = id(3);
+        w[1] = 1.0;
+        assert_eq!(sum_of(3, w).rotation_sum(), None);
+        let mut l = sum_of(3, id(3));
+        l.weight_scale = 2.0;
+        assert_eq!(l.rotation_sum(), None);
+        let mut l = sum_of(3, id(3));
+        l.masks[2] = Some(0);
+        assert_eq!(l.rotation_sum(), None);
+        let mut l = sum_of(3, id(3));
+        l.bias = Some(vec![1.0]);
+        assert_eq!(l.rotation_sum(), None);
+        let mut l = sum_of(2, id(2));
+        l.dsts = vec![7, 8];
+        assert_eq!(l.rotation_sum(), None);
+        assert_eq!(sum_of(1, id(1)).rotation_sum(), None);
     }
 }
