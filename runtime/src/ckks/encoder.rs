@@ -4,7 +4,7 @@
 //! first k primes with Q_k > 2^64 * scale, all primes otherwise).
 
 use crate::ckks::context::Context;
-use crate::ckks::fft::C64;
+use crate::ckks::fft::{SpecialFft, C64};
 use crate::ckks::plaintext::Plaintext;
 use crate::error::{Error, Result};
 use crate::math::poly::RnsPoly;
@@ -51,6 +51,30 @@ impl<'a> Encoder<'a> {
             coeffs[j + slots] = c.im;
         }
         Ok(coeffs)
+    }
+
+    /// The polynomial of a slot vector that repeats `values` (P of them, a power of two
+    /// dividing N/2) over all N/2 slots, as the P-slot encoding r of the ring of degree 2P
+    /// (`fft` = `SpecialFft::new(2 P)`): the full polynomial is r(X^(N / 2P)), non-zero
+    /// only at multiples of N / 2P (its roots zeta^(d 5^j) are the small ring's, and 5^j
+    /// mod 4P repeats every P slots). One FFT of P points instead of N/2.
+    pub fn periodic_coefficients(&self, fft: &SpecialFft, values: &[C64]) -> Result<Vec<f64>> {
+        let p = values.len();
+        let slots = self.ctx.params().slots();
+        if fft.slots() != p || !p.is_power_of_two() || !slots.is_multiple_of(p) {
+            return Err(Error::InvalidParams(format!(
+                "a period of {p} slots (FFT of {} slots) does not divide {slots} slots",
+                fft.slots()
+            )));
+        }
+        let mut v = values.to_vec();
+        fft.inverse(&mut v);
+        let mut r = vec![0f64; 2 * p];
+        for (j, c) in v.iter().enumerate() {
+            r[j] = c.re;
+            r[j + p] = c.im;
+        }
+        Ok(r)
     }
 
     /// Encodes `factor` times the polynomial `coeffs` (from [`Self::coefficients`]) at

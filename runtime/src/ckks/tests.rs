@@ -315,6 +315,32 @@ fn rotation_sums_share_one_mod_down() {
     }
 }
 
+/// A vector repeating every P slots encodes to r(X^(N/2P)) with r the P-slot encoding of
+/// one period: the same coefficients as the full FFT of the repeated vector.
+#[test]
+fn periodic_vectors_encode_through_one_period() {
+    let s = standard();
+    let enc = Encoder::new(&s.ctx);
+    let slots = s.ctx.params().slots();
+    for p in [1usize, 4, 32, 512] {
+        let one: Vec<C64> = values(p, 30 + p as u64)
+            .into_iter()
+            .map(|x| C64::new(x, 0.0))
+            .collect();
+        let full: Vec<C64> = (0..slots).map(|j| one[j % p]).collect();
+        let want = enc.coefficients(&full).unwrap();
+        let fft = crate::ckks::fft::SpecialFft::new(2 * p);
+        let r = enc.periodic_coefficients(&fft, &one).unwrap();
+        let stride = slots / p;
+        for (k, w) in want.iter().enumerate() {
+            let got = if k % stride == 0 { r[k / stride] } else { 0.0 };
+            assert!((got - w).abs() < 1e-9, "period {p}, coefficient {k}: {got} vs {w}");
+        }
+    }
+    let fft = crate::ckks::fft::SpecialFft::new(8);
+    assert!(enc.periodic_coefficients(&fft, &[C64::default(); 3]).is_err());
+}
+
 #[test]
 fn wrong_key_set_is_refused() {
     let a = standard();

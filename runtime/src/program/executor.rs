@@ -9,13 +9,14 @@
 
 use crate::ckks::context::Context;
 use crate::ckks::encoder::Encoder;
+use crate::ckks::fft::{SpecialFft, C64};
 use crate::ckks::evaluator::Evaluator;
 use crate::ckks::keys::EvalKeys;
 use crate::ckks::plaintext::{Ciphertext, Plaintext};
 use crate::error::{Error, Result};
 use crate::math::poly::RnsPoly;
 use crate::math::simd;
-use crate::math::sparse_ntt::{sparsity_stride, SparseNtt};
+use crate::math::sparse_ntt::{sparsity_stride, SparseNtt, MIN_INNER};
 use crate::program::format::Program;
 use crate::program::instr::{Instr, Linear, Reg};
 use crate::program::linear_tiled::{self, TapWeight};
@@ -39,6 +40,8 @@ pub struct Executor<'a> {
     /// Sparse-NTT plans per stride, for every Q prime (built once: a plan costs far more
     /// than a transform).
     sparse_ntts: std::sync::Mutex<HashMap<usize, std::sync::Arc<Vec<SparseNtt>>>>,
+    /// Canonical-embedding FFTs of the smaller rings, per slot count.
+    small_ffts: std::sync::Mutex<HashMap<usize, std::sync::Arc<SpecialFft>>>,
 }
 
 impl<'a> Executor<'a> {
@@ -61,6 +64,7 @@ impl<'a> Executor<'a> {
             keys,
             mask_cache_bytes: MASKED_CACHE_BYTES,
             sparse_ntts: Default::default(),
+            small_ffts: Default::default(),
         })
     }
 
@@ -82,6 +86,19 @@ impl<'a> Executor<'a> {
         let v = std::sync::Arc::new(v);
         cache.insert(d, v.clone());
         Ok(v)
+    }
+
+    /// The canonical-embedding FFT of a ring of degree 2 `p` (`p` slots; cached), for
+    /// vectors that repeat every `p` slots (`Encoder::periodic_coefficients`).
+    fn small_fft(&self, p: usize) -> Result<std::sync::Arc<SpecialFft>> {
+        let mut cache = self
+            .small_ffts
+            .lock()
+            .map_err(|_| Error::Corrupt("FFT cache poisoned".into()))?;
+        Ok(cache
+            .entry(p)
+            .or_insert_with(|| std::sync::Arc::new(SpecialFft::new(2 * p)))
+            .clone())
     }
 
     /// Sets the byte budget under which a `Linear`'s masked-tap plaintexts are cached
@@ -185,22 +202,38 @@ impl<'a> Executor<'a> {
                 let &s0 = d.srcs.first().ok_or_else(|| empty(d.dst))?;
                 let level = regs[s0 as usize].as_ref().ok_or_else(|| empty(s0))?.level();
                 let tables = self.ctx.q_tables(level);
-                // Each term's plaintext: its coefficients (one FFT), then either the full
-                // encoding or, when the vector repeats (no mask, or a mask that repeats),
-                // the sparse one (a small NTT per prime; bit-identical).
-                let coeffs = self
-                    .program
-                    .dot_masked_values(d)
+                // Each term's plaintext from the period of its vector (pattern x mask):
+                // a repeating vector's polynomial is sparse, so one FFT of one period and
+                // the sparse encoding (a small NTT per prime) serve; a vector that repeats
+                // only over the whole ring takes the full FFT and encoding.
+                let slots = self.ctx.params().slots();
+                let period = (d.period as usize).max(1);
+                let mut masks: HashMap<u32, (Vec<f64>, usize)> = HashMap::new();
+                for &m in d.masks.iter().flatten() {
+                    if let std::collections::hash_map::Entry::Vacant(e) = masks.entry(m) {
+                        let v = self.program.masks[m as usize].to_values(slots);
+                        let p = vector_period(&v, slots);
+                        e.insert((v, p));
+                    }
+                }
+                // The sparse NTT's smallest inner ring: periods of at least MIN_INNER / 2.
+                let smallest = MIN_INNER / 2;
+                let coeffs = (0..d.srcs.len())
                     .into_par_iter()
-                    .map(|v| {
-                        let wmax = v.iter().fold(0f64, |a, x| a.max(x.abs()));
-                        let c: Vec<crate::ckks::C64> = v
-                            .into_iter()
-                            .map(|x| crate::ckks::C64::new(x, 0.0))
+                    .map(|t| {
+                        let pat = self.program.vectors[d.patterns[t] as usize].to_values(period);
+                        let mask = d.masks[t].map(|m| &masks[&m]);
+                        let p = period.max(mask.map_or(1, |m| m.1)).max(smallest).min(slots);
+                        let v: Vec<f64> = (0..p)
+                            .map(|s| pat[s % period] * mask.map_or(1.0, |m| m.0[s]))
                             .collect();
-                        let c = enc.coefficients(&c)?;
-                        let stride = sparsity_stride(&c, 0.25 / (wmax * d.scale).max(1.0));
-                        Ok((c, stride))
+                        let p = vector_period(&v, p).max(smallest).min(p);
+                        let c: Vec<C64> = v[..p].iter().map(|&x| C64::new(x, 0.0)).collect();
+                        if p == slots {
+                            return Ok((enc.coefficients(&c)?, 1));
+                        }
+                        let r = enc.periodic_coefficients(&*self.small_fft(p)?, &c)?;
+                        Ok((r, slots / p))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let mut sparse: HashMap<usize, std::sync::Arc<Vec<SparseNtt>>> = HashMap::new();
@@ -215,11 +248,7 @@ impl<'a> Executor<'a> {
                     .map(|(c, st)| {
                         Ok(match sparse.get(st) {
                             Some(ntts) => {
-                                let ints = round_support(
-                                    &c.iter().step_by(*st).copied().collect::<Vec<_>>(),
-                                    1.0,
-                                    d.scale,
-                                )?;
+                                let ints = round_support(c, 1.0, d.scale)?;
                                 let mut poly = RnsPoly::zero(n, level + 1, true);
                                 for (j, (t, sp)) in tables.iter().zip(ntts.iter()).enumerate() {
                                     let m = t.modulus();
@@ -229,7 +258,16 @@ impl<'a> Executor<'a> {
                                 }
                                 poly
                             }
-                            None => enc.encode_coefficients(c, 1.0, d.scale, level)?.poly,
+                            None if *st == 1 => {
+                                enc.encode_coefficients(c, 1.0, d.scale, level)?.poly
+                            }
+                            None => {
+                                let mut full = vec![0f64; n];
+                                for (k, &x) in c.iter().enumerate() {
+                                    full[k * st] = x;
+                                }
+                                enc.encode_coefficients(&full, 1.0, d.scale, level)?.poly
+                            }
                         })
                     })
                     .collect::<Result<Vec<RnsPoly>>>()?;
@@ -673,6 +711,16 @@ impl<'a> Executor<'a> {
         }
         Ok(())
     }
+}
+
+/// The smallest power-of-two period (at most `p`, which must be one) of `v`'s first `p`
+/// values.
+fn vector_period(v: &[f64], p: usize) -> usize {
+    let mut p = p;
+    while p > 1 && v[..p / 2] == v[p / 2..p] {
+        p /= 2;
+    }
+    p
 }
 
 /// The tap of each output when `l` is a fan-out of rotations (see `Executor::linear`).
