@@ -13,6 +13,7 @@ use crate::ckks::plaintext::{Ciphertext, Plaintext};
 use crate::error::{Error, Result};
 use crate::math::poly::RnsPoly;
 use crate::math::simd;
+use rayon::prelude::*;
 
 /// Relative tolerance when comparing scales.
 pub const SCALE_TOLERANCE: f64 = 1e-9;
@@ -433,27 +434,40 @@ impl<'a> Evaluator<'a> {
         let mut c0 = RnsPoly::zero(n, level + 1, true);
         let mut c1 = RnsPoly::zero(n, level + 1, true);
         let mut raised: Option<(RnsPoly, RnsPoly)> = None;
-        for &(ct, steps) in terms {
+        for &(ct, _) in terms {
             self.check_pair(first, ct)?;
             if ct.degree() != 1 {
                 return Err(Error::NotLinear(ct.degree()));
             }
-            let g = self.ctx.rotation_galois_element(steps);
-            if g == 1 {
-                c0.add_assign(&ct.parts[0], &tables);
-                c1.add_assign(&ct.parts[1], &tables);
-                continue;
-            }
-            let key = self.galois_key(ct, g, &format!("rotation by {steps}"))?;
-            let perm = self.ctx.galois_permutation(g);
-            c0.add_assign(&ct.parts[0].permuted(&perm), &tables);
-            let dec = decompose(self.ctx, &ct.parts[1].permuted(&perm));
-            let (a0, a1) = inner_product(self.ctx, &dec, key, None)?;
-            match &mut raised {
-                None => raised = Some((a0, a1)),
-                Some((s0, s1)) => {
-                    s0.add_assign(&a0, &qp_tables);
-                    s1.add_assign(&a1, &qp_tables);
+        }
+        // The rotated terms two at a time (one per core; each holds a decomposition and a
+        // product over Q * P, so the pairs bound the memory).
+        for pair in terms.chunks(2) {
+            let parts = pair
+                .par_iter()
+                .map(
+                    |&(ct, steps)| -> Result<(RnsPoly, Option<(RnsPoly, RnsPoly)>)> {
+                        let g = self.ctx.rotation_galois_element(steps);
+                        if g == 1 {
+                            return Ok((ct.parts[0].clone(), None));
+                        }
+                        let key = self.galois_key(ct, g, &format!("rotation by {steps}"))?;
+                        let perm = self.ctx.galois_permutation(g);
+                        let dec = decompose(self.ctx, &ct.parts[1].permuted(&perm));
+                        let raised = inner_product(self.ctx, &dec, key, None)?;
+                        Ok((ct.parts[0].permuted(&perm), Some(raised)))
+                    },
+                )
+                .collect::<Result<Vec<_>>>()?;
+            for (&(ct, _), (p0, r)) in pair.iter().zip(parts) {
+                c0.add_assign(&p0, &tables);
+                match (r, &mut raised) {
+                    (None, _) => c1.add_assign(&ct.parts[1], &tables),
+                    (Some(r), None) => raised = Some(r),
+                    (Some((a0, a1)), Some((s0, s1))) => {
+                        s0.add_assign(&a0, &qp_tables);
+                        s1.add_assign(&a1, &qp_tables);
+                    }
                 }
             }
         }

@@ -334,11 +334,16 @@ fn periodic_vectors_encode_through_one_period() {
         let stride = slots / p;
         for (k, w) in want.iter().enumerate() {
             let got = if k % stride == 0 { r[k / stride] } else { 0.0 };
-            assert!((got - w).abs() < 1e-9, "period {p}, coefficient {k}: {got} vs {w}");
+            assert!(
+                (got - w).abs() < 1e-9,
+                "period {p}, coefficient {k}: {got} vs {w}"
+            );
         }
     }
     let fft = crate::ckks::fft::SpecialFft::new(8);
-    assert!(enc.periodic_coefficients(&fft, &[C64::default(); 3]).is_err());
+    assert!(enc
+        .periodic_coefficients(&fft, &[C64::default(); 3])
+        .is_err());
 }
 
 #[test]

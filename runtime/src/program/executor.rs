@@ -9,8 +9,8 @@
 
 use crate::ckks::context::Context;
 use crate::ckks::encoder::Encoder;
-use crate::ckks::fft::{SpecialFft, C64};
 use crate::ckks::evaluator::Evaluator;
+use crate::ckks::fft::{SpecialFft, C64};
 use crate::ckks::keys::EvalKeys;
 use crate::ckks::plaintext::{Ciphertext, Plaintext};
 use crate::error::{Error, Result};
