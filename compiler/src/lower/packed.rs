@@ -8,10 +8,13 @@
 //! inside the image), where the channel mixing `w_t = sum_d D_{t,d} (.) rot_d(x)` runs in
 //! baby-step giant-step form: `w_t = sum_g rot_{gB}(sum_b E_{t,g,b} (.) rot_b(x))`. The
 //! diagonals D and E depend on the channel offset only (they repeat every 2cp slots), so
-//! the rotation keys are the B - 1 baby steps, the giant steps gB, the tap shifts and the
-//! upper-half refill (-cp): a few dozen keys for any channel count. Per conv: B - 1 hoisted
-//! rotations, 9 (cp / B - 1) giant rotations and 8 tap rotations, against C_in x 8 in the
-//! reference layout; 9 cp diagonal products against C_in x C_out x 9.
+//! the rotation keys are the B - 1 baby steps, the giant steps plus column shifts
+//! gB + dx 2cp, the row shifts and the upper-half refill (-cp): a few dozen keys for any
+//! channel count. Per conv: B - 1 hoisted rotations, then per kernel row ONE sum of
+//! rotations over its (tap, giant step) products (`rotate_sum`: every term raised and
+//! switched, one ModDown for the sum) and one more over the rows' row shifts: ~9 cp / B
+//! key switches but four ModDowns, against C_in x 8 hoisted rotations in the reference
+//! layout; 9 cp diagonal products against C_in x C_out x 9.
 //!
 //! Levels: the validity masks are folded into the diagonals (each product's plaintext is
 //! the channel weights times the pixel validity, built at run time by `Instr::DotMasked`
