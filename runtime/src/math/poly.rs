@@ -111,33 +111,29 @@ impl RnsPoly {
         self.data.extend_from_slice(&other.data);
     }
 
-    pub fn forward(&mut self, tables: &[&NttTable]) {
-        debug_assert!(!self.ntt);
+    /// Applies `f` to every limb with its table (in parallel on large rings).
+    fn each_limb(&mut self, tables: &[&NttTable], f: impl Fn(&NttTable, &mut [u64]) + Sync) {
         if self.n >= PAR_LIMBS_FROM {
             self.data
                 .par_chunks_exact_mut(self.n)
                 .zip(tables.par_iter())
-                .for_each(|(limb, t)| t.forward(limb));
+                .for_each(|(limb, t)| f(t, limb));
         } else {
             for (limb, t) in self.data.chunks_exact_mut(self.n).zip(tables) {
-                t.forward(limb);
+                f(t, limb);
             }
         }
+    }
+
+    pub fn forward(&mut self, tables: &[&NttTable]) {
+        debug_assert!(!self.ntt);
+        self.each_limb(tables, |t, limb| t.forward(limb));
         self.ntt = true;
     }
 
     pub fn inverse(&mut self, tables: &[&NttTable]) {
         debug_assert!(self.ntt);
-        if self.n >= PAR_LIMBS_FROM {
-            self.data
-                .par_chunks_exact_mut(self.n)
-                .zip(tables.par_iter())
-                .for_each(|(limb, t)| t.inverse(limb));
-        } else {
-            for (limb, t) in self.data.chunks_exact_mut(self.n).zip(tables) {
-                t.inverse(limb);
-            }
-        }
+        self.each_limb(tables, |t, limb| t.inverse(limb));
         self.ntt = false;
     }
 
