@@ -31,6 +31,9 @@ const MASKED_CACHE_BYTES: usize = 1 << 30;
 /// Masks whose polynomial is sparse with at least this stride take the sparse-NTT path.
 const MIN_SPARSE_STRIDE: usize = 4;
 
+/// A mask's slot values and their smallest power-of-two period.
+type MaskPeriod = std::sync::Arc<(Vec<f64>, usize)>;
+
 /// A program bound to its context and evaluation keys.
 pub struct Executor<'a> {
     ctx: &'a Context,
@@ -42,6 +45,8 @@ pub struct Executor<'a> {
     sparse_ntts: std::sync::Mutex<HashMap<usize, std::sync::Arc<Vec<SparseNtt>>>>,
     /// Canonical-embedding FFTs of the smaller rings, per slot count.
     small_ffts: std::sync::Mutex<HashMap<usize, std::sync::Arc<SpecialFft>>>,
+    /// Slot values and period of each mask a `DotMasked` reads.
+    mask_periods: std::sync::Mutex<HashMap<u32, MaskPeriod>>,
 }
 
 impl<'a> Executor<'a> {
@@ -65,6 +70,7 @@ impl<'a> Executor<'a> {
             mask_cache_bytes: MASKED_CACHE_BYTES,
             sparse_ntts: Default::default(),
             small_ffts: Default::default(),
+            mask_periods: Default::default(),
         })
     }
 
@@ -99,6 +105,29 @@ impl<'a> Executor<'a> {
             .entry(p)
             .or_insert_with(|| std::sync::Arc::new(SpecialFft::new(2 * p)))
             .clone())
+    }
+
+    /// The slot values of mask `m` and their smallest power-of-two period (cached: the
+    /// packed layout's tap masks serve every conv of a stage, and every image).
+    fn mask_with_period(&self, m: u32) -> Result<MaskPeriod> {
+        let mut cache = self
+            .mask_periods
+            .lock()
+            .map_err(|_| Error::Corrupt("mask cache poisoned".into()))?;
+        if let Some(v) = cache.get(&m) {
+            return Ok(v.clone());
+        }
+        let slots = self.ctx.params().slots();
+        let mask = self
+            .program
+            .masks
+            .get(m as usize)
+            .ok_or_else(|| Error::Corrupt(format!("mask {m} out of range")))?;
+        let v = mask.to_values(slots);
+        let p = vector_period(&v, slots);
+        let entry = std::sync::Arc::new((v, p));
+        cache.insert(m, entry.clone());
+        Ok(entry)
     }
 
     /// Sets the byte budget under which a `Linear`'s masked-tap plaintexts are cached
@@ -208,12 +237,10 @@ impl<'a> Executor<'a> {
                 // only over the whole ring takes the full FFT and encoding.
                 let slots = self.ctx.params().slots();
                 let period = (d.period as usize).max(1);
-                let mut masks: HashMap<u32, (Vec<f64>, usize)> = HashMap::new();
+                let mut masks: HashMap<u32, MaskPeriod> = HashMap::new();
                 for &m in d.masks.iter().flatten() {
                     if let std::collections::hash_map::Entry::Vacant(e) = masks.entry(m) {
-                        let v = self.program.masks[m as usize].to_values(slots);
-                        let p = vector_period(&v, slots);
-                        e.insert((v, p));
+                        e.insert(self.mask_with_period(m)?);
                     }
                 }
                 // The sparse NTT's smallest inner ring: periods of at least MIN_INNER / 2.
