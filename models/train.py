@@ -13,8 +13,8 @@ that changes only epochs after its checkpoint).  --init-scale T,S rescales the R
 weights ReLU-equivalently before training (pre-activations closer to [-2, 2]).  SGD with
 momentum and weight decay, linear lr warm-up then cosine decay (per step), random crop
 (pad 4) + horizontal flip, gradient-norm clipping, non-finite steps skipped (and counted).
-Optional, off by default and not used by train_all.sh: --kd-alpha distils from the shared
-ReLU model of the same depth.
+Optional, off by default: --kd-alpha distils from the shared ReLU model of the same depth,
+or from the teachers named by --kd-teacher (e.g. relu32, or relu20+relu32 averaged).
 
 Everything a run needs to continue lives in its checkpoint directory
 (default ~/.cache/fhec/train/<run-name>/, outside the work tree):
@@ -48,6 +48,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import fcntl
 import json
 import math
 import random
@@ -100,6 +101,10 @@ def parse_args(argv=None):
                     help="weight of distillation from the shared ReLU model (0: plain CE); the "
                          "CE term becomes (1-a) CE + a T^2 KL(teacher || student) at temperature T")
     ap.add_argument("--kd-temp", type=float, default=4.0)
+    ap.add_argument("--kd-teacher", default="same",
+                    help='teacher for --kd-alpha: "same" (the shared ReLU model of --depth), '
+                         '"relu20", "relu32", or several joined by "+" (e.g. "relu20+relu32": '
+                         'their temperature-T softmaxes averaged)')
     ap.add_argument("--bound", type=float, default=rc.QUAD_RANGE)
     ap.add_argument("--clip", type=float, default=1.0, help="max gradient L2 norm (0: off)")
     ap.add_argument("--seed", type=int, default=0)
@@ -127,8 +132,41 @@ def parse_args(argv=None):
 
 # Arguments that define the trajectory; a resumed run must agree on them.
 TRAJECTORY_KEYS = ["depth", "act", "init", "init_scale", "epochs", "lr", "lr_warmup_epochs", "momentum",
-                   "wd", "batch", "zeta", "zeta_warmup", "zeta_schedule", "no_ce_epochs", "warmup_stage_steps", "kd_alpha", "kd_temp", "bound",
+                   "wd", "batch", "zeta", "zeta_warmup", "zeta_schedule", "no_ce_epochs", "warmup_stage_steps", "kd_alpha", "kd_temp", "kd_teacher", "bound",
                    "clip", "seed", "steps_per_epoch"]
+
+
+def teacher_depths(args):
+    """Depths of the shared ReLU teachers named by --kd-teacher."""
+    if args.kd_teacher == "same":
+        return [args.depth]
+    depths = []
+    for name in args.kd_teacher.split("+"):
+        name = name.strip()
+        if not name.startswith("relu") or not name[4:].isdigit() or int(name[4:]) not in rc.DEPTHS:
+            sys.exit(f"--kd-teacher: unknown teacher {name!r} (expected relu20 or relu32, "
+                     f"joined by '+', or 'same')")
+        depths.append(int(name[4:]))
+    return depths
+
+
+def build_teacher(args):
+    """The frozen shared ReLU teachers of --kd-teacher, in eval mode."""
+    teachers = []
+    for depth in teacher_depths(args):
+        t = rc.build(depth, "relu", "shared").eval()
+        for q in t.parameters():
+            q.requires_grad_(False)
+        teachers.append(t)
+    return teachers
+
+
+def teacher_log_probs(teachers, x, temp):
+    """log of the teachers' temperature-`temp` softmaxes averaged (one teacher: its log-softmax)."""
+    logps = [F.log_softmax(t(x) / temp, 1) for t in teachers]
+    if len(logps) == 1:
+        return logps[0]
+    return torch.logsumexp(torch.stack(logps), 0) - math.log(len(logps))
 
 
 def warmup_stage(args, epoch, step):
@@ -244,6 +282,16 @@ def main(argv=None):
     if hold.exists() and not last_path.exists() and not trial:
         sys.exit(f"{hold} exists: not starting {args.run_name}")
 
+    # One process per run: a second one (say, train_all.sh reaching a run started by hand)
+    # exits instead of racing the first on the same checkpoints.
+    if not trial:
+        lock_file = open(run_dir / "run.lock", "w")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.exit(f"{args.run_name} is already being trained by another process "
+                     f"(lock {run_dir / 'run.lock'})")
+
     # ---- resume ---------------------------------------------------------------
     ckpt = None
     repo_last = args.repo_ckpt_dir / args.run_name / "last.pt"
@@ -315,11 +363,7 @@ def main(argv=None):
                 log(f"epoch 0 test_acc {r0['acc']:.2f} frac_out {r0['frac_out']:.3e} "
                     f"max_pre {r0['max_pre']:.4g} (initial weights, before any training)")
 
-    teacher = None
-    if args.kd_alpha > 0:
-        teacher = rc.build(args.depth, "relu", "shared").eval()
-        for q in teacher.parameters():
-            q.requires_grad_(False)
+    teacher = build_teacher(args) if args.kd_alpha > 0 else None
     model.set_record(args.act == "quad" or args.zeta > 0)
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch + 1, args.epochs + 1):
@@ -342,10 +386,10 @@ def main(argv=None):
             ce = F.cross_entropy(logits, y)
             task = ce
             if teacher is not None:
-                with torch.no_grad():
-                    t_logits = teacher(x)
                 T = args.kd_temp
-                kd = F.kl_div(F.log_softmax(logits / T, 1), F.log_softmax(t_logits / T, 1),
+                with torch.no_grad():
+                    t_logp = teacher_log_probs(teacher, x, T)
+                kd = F.kl_div(F.log_softmax(logits / T, 1), t_logp,
                               reduction="batchmean", log_target=True) * T * T
                 task = (1 - args.kd_alpha) * ce + args.kd_alpha * kd
             pre = model.preacts()
