@@ -10,7 +10,9 @@ runs = [("r20_quad_s0", "ResNet-20 quad, seed 0"), ("r20_quad_s0_c2", "ResNet-20
         ("r20_quad_s0_c3kd", "ResNet-20 quad, seed 0, third cycle with distillation from the ReLU ResNet-20 (20 epochs from r20_quad_s0_c2)"),
         ("r32_quad_s0_c2kd", "ResNet-32 quad, seed 0, second cycle with distillation from the ReLU ResNet-32 (20 epochs from r32_quad_s0)"),
         ("r32_quad_s0_c2kdz", "ResNet-32 quad, seed 0, second distilled cycle with zeta 0.3 and lr 0.005 (20 epochs from r32_quad_s0)"),
+        ("r32_quad_s0_c3kdz", "ResNet-32 quad, seed 0, third distilled cycle, same recipe (20 epochs from r32_quad_s0_c2kdz)"),
         ("r20_quad_s1", "ResNet-20 quad, seed 1"), ("r20_quad_s1_c2kd", "ResNet-20 quad, seed 1, distilled second cycle"),
+        ("r20_quad_s1_c3kd32", "ResNet-20 quad, seed 1, third cycle distilled from the ReLU ResNet-32 (15 epochs from r20_quad_s1_c2kd)"),
         ("r20_quad_s2", "ResNet-20 quad, seed 2"), ("r20_quad_s2_c2kd", "ResNet-20 quad, seed 2, distilled second cycle"),
         ("r20_quad_s3", "ResNet-20 quad, seed 3"), ("r20_quad_s3_c2kd", "ResNet-20 quad, seed 3, distilled second cycle"), ("r20_quad_nopen_s0", "ResNet-20 quad, zeta = 0 (ablation)")]
 out = ["### Runs", "", "| run | model | status | test top-1 (last epoch) | max \\|pre-act\\| (test) |", "|---|---|---|---|---|"]
