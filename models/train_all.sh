@@ -35,18 +35,19 @@ ZETA_SCHEDULE="${ZETA_SCHEDULE:-10:0.05}"
 # Torch threads per run (not part of a run's trajectory): THREADS=1 when a second run
 # trains by hand alongside the queue on a 2-core machine.
 THREADS="${THREADS:-2}"
-# ONLY=<run-name> runs just that run of the queue, with the queue's arguments (e.g. by hand,
-# alongside the queue: THREADS=1 ONLY=r20_quad_s1_c3kd32 models/train_all.sh); a run trained
-# by one process is skipped by any other (train.py locks the run's checkpoint directory).
+# ONLY="<run-name> ..." runs just those runs of the queue, in queue order, with the queue's
+# arguments (e.g. by hand, alongside the queue: THREADS=1 ONLY=r20_quad_s1_c3kd32
+# models/train_all.sh); a run trained by one process is skipped by any other (train.py
+# locks the run's checkpoint directory).
 ONLY="${ONLY:-}"
 mkdir -p "$CKPT_ROOT"
-lock="$CKPT_ROOT/train_all${ONLY:+.$ONLY}.lock"
+lock="$CKPT_ROOT/train_all${ONLY:+.${ONLY// /+}}.lock"
 exec 9>"$lock"
 if ! flock -n 9; then echo "train_all.sh is already running (lock $lock)"; exit 1; fi
 
 run() {  # run-name weights-file extra-args...
   local name="$1" out="$2"; shift 2
-  [ -z "$ONLY" ] || [ "$ONLY" = "$name" ] || return 0
+  [ -z "$ONLY" ] || [[ " $ONLY " == *" $name "* ]] || return 0
   mkdir -p "$CKPT_ROOT/$name"
   echo "== $(date -u '+%F %T') $name"
   "$py" "$here/train.py" --run-name "$name" --ckpt-root "$CKPT_ROOT" --resume \
