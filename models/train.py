@@ -98,7 +98,7 @@ def parse_args(argv=None):
                     help="length in steps of each penalty warm-up stage (0: one epoch each, "
                          "as in the reference recipe)")
     ap.add_argument("--kd-alpha", type=float, default=0.0,
-                    help="weight of distillation from the shared ReLU model (0: plain CE); the "
+                    help="weight of distillation from the --kd-teacher ReLU model(s) (0: plain CE); the "
                          "CE term becomes (1-a) CE + a T^2 KL(teacher || student) at temperature T")
     ap.add_argument("--kd-temp", type=float, default=4.0)
     ap.add_argument("--kd-teacher", default="same",
@@ -150,7 +150,7 @@ def teacher_depths(args):
     return depths
 
 
-def build_teacher(args):
+def build_teachers(args):
     """The frozen shared ReLU teachers of --kd-teacher, in eval mode."""
     teachers = []
     for depth in teacher_depths(args):
@@ -285,7 +285,7 @@ def main(argv=None):
     # One process per run: a second one (say, train_all.sh reaching a run started by hand)
     # exits instead of racing the first on the same checkpoints.
     if not trial:
-        lock_file = open(run_dir / "run.lock", "w")
+        lock_file = open(run_dir / "run.lock", "w")  # held (kept open) until the process exits
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -363,7 +363,7 @@ def main(argv=None):
                 log(f"epoch 0 test_acc {r0['acc']:.2f} frac_out {r0['frac_out']:.3e} "
                     f"max_pre {r0['max_pre']:.4g} (initial weights, before any training)")
 
-    teacher = build_teacher(args) if args.kd_alpha > 0 else None
+    teachers = build_teachers(args) if args.kd_alpha > 0 else None
     model.set_record(args.act == "quad" or args.zeta > 0)
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch + 1, args.epochs + 1):
@@ -385,10 +385,10 @@ def main(argv=None):
             logits = model(x)
             ce = F.cross_entropy(logits, y)
             task = ce
-            if teacher is not None:
+            if teachers is not None:
                 T = args.kd_temp
                 with torch.no_grad():
-                    t_logp = teacher_log_probs(teacher, x, T)
+                    t_logp = teacher_log_probs(teachers, x, T)
                 kd = F.kl_div(F.log_softmax(logits / T, 1), t_logp,
                               reduction="batchmean", log_target=True) * T * T
                 task = (1 - args.kd_alpha) * ce + args.kd_alpha * kd
