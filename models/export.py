@@ -8,7 +8,12 @@ ResNets (models/onnx/), each with both torch exporters:
          resnet{20,32}_quad_random (quadratic, random weights, BN running statistics
          calibrated on random inputs so activations are of order 1: NOT trained);
          one model per trained quadratic state dict models/weights/resnet<d>_quad*.pt
-         (e.g. resnet20_quad.pt -> resnet20_quad.onnx), except the no-penalty ablation.
+         (e.g. resnet20_quad_c3kd.pt -> resnet20_quad_c3kd.onnx), except the no-penalty
+         ablation;
+         the published names (PUBLISHED: resnet20_quad, resnet32_quad,
+         resnet20_quad_seed{1,2,3}) hold the best trained model of their lineage (e.g.
+         resnet20_quad.onnx is resnet20_quad_c3kd.pt); the first-cycle state dict that
+         shares such a name (resnet20_quad.pt) exports as <name>_c1.onnx.
   Input "input" (1, 3, 32, 32), already normalised; output "logits" (1, 10).
   metadata_props: "mean" and "std", comma-separated per-channel RGB floats in [0,1]
   pixel units (x_normalised = (pixel/255 - mean) / std).
@@ -197,8 +202,28 @@ def calibrate_random_quad(model: rc.ResNetCifar, seed: int, n: int = 256,
     return mx
 
 
+# Published ONNX name -> the state dict it is exported from: the best trained model of
+# each lineage (docs/ACCURACY.md, "Published models").  The compiler's tests, benchmarks
+# and README commands use these names.  A name whose best state dict does not exist yet
+# stays the first-cycle model of the same name.
+PUBLISHED = {
+    "resnet20_quad": "resnet20_quad_c3kd",
+    "resnet32_quad": "resnet32_quad_c3kdz",
+    "resnet20_quad_seed1": "resnet20_quad_seed1_c3kd32",
+    "resnet20_quad_seed2": "resnet20_quad_seed2_c2kd",
+    "resnet20_quad_seed3": "resnet20_quad_seed3_c2kd",
+}
+
+
+def published_source(name):
+    """The state-dict stem the published ONNX `name` is exported from (None: not published
+    or its best model is not trained yet)."""
+    src = PUBLISHED.get(name)
+    return src if src and (WEIGHTS_DIR / f"{src}.pt").exists() else None
+
+
 def resnet_specs():
-    """(name, depth, act, weights-or-None)."""
+    """(onnx-name, depth, act, weights-or-None)."""
     specs = [("resnet20_relu", 20, "relu", "shared"), ("resnet32_relu", 32, "relu", "shared")]
     specs += [("resnet20_quad_random", 20, "quad", None), ("resnet32_quad_random", 32, "quad", None)]
     for p in sorted(WEIGHTS_DIR.glob("resnet*_quad*.pt")):
@@ -206,7 +231,13 @@ def resnet_specs():
         # (not the no-penalty ablation, which overflows outside its training range)
         m = re.fullmatch(r"resnet(\d+)_quad(_[a-z0-9]+)*", p.stem)
         if m and int(m.group(1)) in rc.DEPTHS and "nopen" not in p.stem:
-            specs.append((p.stem, int(m.group(1)), "quad", p))
+            depth = int(m.group(1))
+            src = published_source(p.stem)
+            if src:
+                specs.append((p.stem, depth, "quad", WEIGHTS_DIR / f"{src}.pt"))
+                specs.append((f"{p.stem}_c1", depth, "quad", p))
+            else:
+                specs.append((p.stem, depth, "quad", p))
     return specs
 
 

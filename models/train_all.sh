@@ -40,6 +40,9 @@ THREADS="${THREADS:-2}"
 # models/train_all.sh); a run trained by one process is skipped by any other (train.py
 # locks the run's checkpoint directory).
 ONLY="${ONLY:-}"
+# STOP_AFTER=N makes each run exit after epoch N, checkpointed (not part of a run's
+# trajectory: a later call without it resumes the same run to its end).
+STOP_AFTER="${STOP_AFTER:-0}"
 mkdir -p "$CKPT_ROOT"
 lock="$CKPT_ROOT/train_all${ONLY:+.${ONLY// /+}}.lock"
 exec 9>"$lock"
@@ -53,7 +56,7 @@ run() {  # run-name weights-file extra-args...
   "$py" "$here/train.py" --run-name "$name" --ckpt-root "$CKPT_ROOT" --resume \
       --epochs "$EPOCHS" --lr "$LR" --zeta "$ZETA" --init-scale "$INIT_SCALE" \
       --warmup-stage-steps "$WARMUP_STAGE_STEPS" --lr-warmup-epochs "$LR_WARMUP_EPOCHS" \
-      --zeta-schedule "$ZETA_SCHEDULE" --threads "$THREADS" \
+      --zeta-schedule "$ZETA_SCHEDULE" --threads "$THREADS" --stop-after "$STOP_AFTER" \
       --weights-out "$here/weights/$out" "$@" \
       >> "$CKPT_ROOT/$name/stdout.log" 2>&1
   echo "== $(date -u '+%F %T') $name exit $?"
@@ -114,5 +117,8 @@ INIT_SCALE="" ZETA=0.05 ZETA_SCHEDULE="" EPOCHS=15 LR_WARMUP_EPOCHS=0.5 \
   --kd-alpha 0.5 --kd-temp 4 --kd-teacher relu32
 seed_member 2
 seed_member 3
+# Ablation: the recipe of r20_quad_s0 / r32_quad_s0 without the range penalty (zeta = 0;
+# the ReLU-equivalent rescaling is kept), compared epoch by epoch with those runs' logs.
 ZETA=0 ZETA_SCHEDULE="" run r20_quad_nopen_s0 resnet20_quad_nopen.pt --depth 20 --seed 0
+ZETA=0 ZETA_SCHEDULE="" run r32_quad_nopen_s0 resnet32_quad_nopen.pt --depth 32 --seed 0
 echo "== $(date -u '+%F %T') all done"
