@@ -1,7 +1,7 @@
 """Regenerates the "### Runs" part of docs/ACCURACY.md (up to the next "## " section) from
 models/runs/<run>.log: a status table and each run's per-epoch table (models/log_table.py).
     python3 models/update_accuracy_runs.py "r20_quad_s0=finished ..." "r32_quad_s0=training ..."
-(runs not named are "queued")."""
+(a run not named keeps the status it has in the current table, or "queued")."""
 import subprocess, sys, re
 from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,7 +14,13 @@ runs = [("r20_quad_s0", "ResNet-20 quad, seed 0"), ("r20_quad_s0_c2", "ResNet-20
         ("r20_quad_s1", "ResNet-20 quad, seed 1"), ("r20_quad_s1_c2kd", "ResNet-20 quad, seed 1, distilled second cycle"),
         ("r20_quad_s1_c3kd32", "ResNet-20 quad, seed 1, third cycle distilled from the ReLU ResNet-32 (15 epochs from r20_quad_s1_c2kd)"),
         ("r20_quad_s2", "ResNet-20 quad, seed 2"), ("r20_quad_s2_c2kd", "ResNet-20 quad, seed 2, distilled second cycle"),
-        ("r20_quad_s3", "ResNet-20 quad, seed 3"), ("r20_quad_s3_c2kd", "ResNet-20 quad, seed 3, distilled second cycle"), ("r20_quad_nopen_s0", "ResNet-20 quad, zeta = 0 (ablation)")]
+        ("r20_quad_s3", "ResNet-20 quad, seed 3"), ("r20_quad_s3_c2kd", "ResNet-20 quad, seed 3, distilled second cycle"), ("r20_quad_nopen_s0", "ResNet-20 quad, zeta = 0 (ablation)"),
+        ("r32_quad_nopen_s0", "ResNet-32 quad, zeta = 0 (ablation)")]
+doc = (ROOT / "docs" / "ACCURACY.md").read_text()
+for name, _ in runs:  # keep the current table's status of every run not named
+    m = re.search(rf"^\| {re.escape(name)} \| [^|]* \| ([^|]*) \|", doc, re.M)
+    if m and name not in status:
+        status[name] = m.group(1).strip()
 out = ["### Runs", "", "| run | model | status | test top-1 (last epoch) | max \\|pre-act\\| (test) |", "|---|---|---|---|---|"]
 tables = []
 for name, desc in runs:
