@@ -103,7 +103,7 @@ def parse_args(argv=None):
     ap.add_argument("--kd-temp", type=float, default=4.0)
     ap.add_argument("--kd-teacher", default="same",
                     help='teacher for --kd-alpha: "same" (the shared ReLU model of --depth), '
-                         '"relu20", "relu32", or several joined by "+" (e.g. "relu20+relu32": '
+                         '"relu20", "relu32", "relu44", "relu56", or several joined by "+" (e.g. "relu20+relu32": '
                          'their temperature-T softmaxes averaged)')
     ap.add_argument("--bound", type=float, default=rc.QUAD_RANGE)
     ap.add_argument("--clip", type=float, default=1.0, help="max gradient L2 norm (0: off)")
@@ -144,8 +144,8 @@ def teacher_depths(args):
     for name in args.kd_teacher.split("+"):
         name = name.strip()
         if not name.startswith("relu") or not name[4:].isdigit() or int(name[4:]) not in rc.DEPTHS:
-            sys.exit(f"--kd-teacher: unknown teacher {name!r} (expected relu20 or relu32, "
-                     f"joined by '+', or 'same')")
+            sys.exit(f"--kd-teacher: unknown teacher {name!r} (expected relu<depth>, a shared ReLU depth "
+                     f"in {sorted(rc.DEPTHS)}, joined by '+', or 'same')")
         depths.append(int(name[4:]))
     return depths
 
