@@ -15,7 +15,12 @@ runs = [("r20_quad_s0", "ResNet-20 quad, seed 0"), ("r20_quad_s0_c2", "ResNet-20
         ("r20_quad_s1_c3kd32", "ResNet-20 quad, seed 1, third cycle distilled from the ReLU ResNet-32 (15 epochs from r20_quad_s1_c2kd)"),
         ("r20_quad_s2", "ResNet-20 quad, seed 2"), ("r20_quad_s2_c2kd", "ResNet-20 quad, seed 2, distilled second cycle"),
         ("r20_quad_s3", "ResNet-20 quad, seed 3"), ("r20_quad_s3_c2kd", "ResNet-20 quad, seed 3, distilled second cycle"), ("r20_quad_nopen_s0", "ResNet-20 quad, zeta = 0 (ablation)"),
-        ("r32_quad_nopen_s0", "ResNet-32 quad, zeta = 0 (ablation)")]
+        ("r32_quad_nopen_s0", "ResNet-32 quad, zeta = 0 (ablation)"),
+        ("r20_quad_s0_c4kd32", "ResNet-20 quad, seed 0, fourth cycle distilled from the ReLU ResNet-32 (15 epochs from r20_quad_s0_c3kd)"),
+        ("r20_relu_f32_s4", "ResNet-20 ReLU from ReLU-32 blocks 0, 2, 4 (init_from_deeper.py), healed 10 epochs with distillation from ReLU-32"),
+        ("r20_quad_f32_s4", "ResNet-20 quad, seed 4, first cycle from r20_relu_f32_s4, distilled from ReLU-32"),
+        ("r20_quad_f32_s4_c2kd", "ResNet-20 quad, seed 4, distilled second cycle (15 epochs from r20_quad_f32_s4)"),
+        ("r32_quad_s0_c4kdz", "ResNet-32 quad, seed 0, fourth distilled cycle (20 epochs from r32_quad_s0_c3kdz)")]
 doc = (ROOT / "docs" / "ACCURACY.md").read_text()
 for name, _ in runs:  # keep the current table's status of every run not named
     m = re.search(rf"^\| {re.escape(name)} \| [^|]* \| ([^|]*) \|", doc, re.M)
