@@ -15,7 +15,7 @@ average, no augmentation) on the first --calib training images; no weight is tra
 Measured (first 2,000 test images, session 10): the shared ReLU ResNet-32 92.7 %; its
 blocks 0, 2, 4 as a ResNet-20 21.3 % as they are, 63.0 % after the recalibration (blocks
 0, 1, 2: 58.0 %; 0, 3, 4: 48.0 %).  The ReLU fine-tune of models/train_all.sh
-(r20_relu_from32) heals it before the quadratic recipe runs.
+(run r20_relu_f32_s4) heals it before the quadratic recipe runs.
 """
 
 import os
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 import data
+import evaluate as ev
 import resnet_cifar as rc
 
 
@@ -69,16 +70,6 @@ def recalibrate_bn(model: rc.ResNetCifar, x_uint8: np.ndarray, batch: int = 500)
     return model.eval()
 
 
-@torch.no_grad()
-def top1(model, x, y, batch=500) -> float:
-    model.eval()
-    hits = 0
-    for i in range(0, len(x), batch):
-        logits = model(rc.normalise(torch.from_numpy(x[i:i + batch])))
-        hits += int((logits.argmax(1) == torch.from_numpy(y[i:i + batch])).sum())
-    return 100.0 * hits / len(x)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--from-depth", type=int, default=32, choices=[d for d in sorted(rc.DEPTHS) if d > 20])
@@ -92,9 +83,9 @@ def main():
     deep = rc.build(args.from_depth, "relu", "shared")
     small = shallow_from_deep(deep)
     print(f"ResNet-20 from ReLU ResNet-{args.from_depth}, blocks {kept_blocks(rc.DEPTHS[args.from_depth])} "
-          f"per stage: {top1(small, x_test, y_test):.2f} % as taken", flush=True)
+          f"per stage: {ev.evaluate(small, x_test, y_test)['acc']:.2f} % as taken", flush=True)
     recalibrate_bn(small, x_train[:args.calib])
-    print(f"after BN recalibration on {args.calib} training images: {top1(small, x_test, y_test):.2f} % "
+    print(f"after BN recalibration on {args.calib} training images: {ev.evaluate(small, x_test, y_test)['acc']:.2f} % "
           f"(full test set)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(small.state_dict(), args.out)
