@@ -103,8 +103,8 @@ def parse_args(argv=None):
     ap.add_argument("--kd-temp", type=float, default=4.0)
     ap.add_argument("--kd-teacher", default="same",
                     help='teacher for --kd-alpha: "same" (the shared ReLU model of --depth), '
-                         '"relu20", "relu32", "relu44", "relu56", or several joined by "+" (e.g. "relu20+relu32": '
-                         'their temperature-T softmaxes averaged)')
+                         f'{", ".join(f"relu{d}" for d in sorted(rc.DEPTHS))}, or several joined by "+" '
+                         '(e.g. "relu20+relu32": their temperature-T softmaxes averaged)')
     ap.add_argument("--bound", type=float, default=rc.QUAD_RANGE)
     ap.add_argument("--clip", type=float, default=1.0, help="max gradient L2 norm (0: off)")
     ap.add_argument("--seed", type=int, default=0)
