@@ -332,6 +332,27 @@ class TinyGemmHead(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+class TinyPreActMean(nn.Module):
+    """A pre-activation residual whose skip is the stem conv's raw output, scaled by a
+    scalar (0.5 * x), the sum not activated; then x.mean((2, 3)) (ReduceMean without
+    keepdims: already (N, C)) and a linear head, so a conv feeds the pool and the Gemm."""
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, 1, 1)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.act1 = PolyStd()
+        self.conv1 = nn.Conv2d(4, 4, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(4)
+        self.act2 = PolyPow()
+        self.conv2 = nn.Conv2d(4, 4, 3, 1, 1)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.conv2(self.act2(self.bn2(self.conv1(self.act1(self.bn1(x))))))
+        return self.fc((0.5 * x + y).mean((2, 3)))
+
+
 def tiny_specs():
     """name -> (constructor, input shape); constructed after seeding, so re-export is
     reproducible."""
@@ -352,6 +373,7 @@ def tiny_specs():
         "orion_mlp": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.BatchNorm1d(128),
                                             Square(), nn.Linear(128, 128), nn.BatchNorm1d(128),
                                             Square(), nn.Linear(128, 10)), (1, 1, 28, 28)),
+        "tiny_preact_mean": (TinyPreActMean, (1, 3, 8, 8)),
     }
 
 

@@ -198,8 +198,12 @@ pub fn compile_with(
                         Ok((r, "reference", both))
                     }
                 }
+                // The packed layout's own limits (ops it does not pack, a level plan
+                // its masks outgrow, parameters its slot count rules out): the reference
+                // layout's program stands.
                 Err(E2eError::Lower(LowerError::Unsupported { .. }))
                 | Err(E2eError::Lower(LowerError::Layout { .. }))
+                | Err(E2eError::Lower(LowerError::Exhausted { .. }))
                 | Err(E2eError::Pipeline(PipelineError::Params(_))) => {
                     Ok((r, "reference", vec![("reference", er)]))
                 }

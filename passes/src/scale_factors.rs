@@ -457,17 +457,28 @@ fn all_one(v: &[f64]) -> bool {
     v.iter().all(|&x| x == 1.0)
 }
 
-/// Broadcasts a constant operand to `shape` and multiplies channel `c` by `f[c]`.
+/// `t` (broadcast against a value of `shape`) times the per-channel factors `f`, in the
+/// smallest shape that holds the product: the constant's own axes and the channel axis
+/// (a scalar on an (N, C, H, W) value becomes (1, C, 1, 1), not a full tensor, so it stays
+/// a per-channel constant for the lowering).
 fn rescale_const(t: &Tensor, shape: &[usize], f: &[f64]) -> Result<Tensor, PassError> {
-    let mut full = binary(t, &Tensor::zeros(shape.to_vec()), |a, b| a + b)?;
     let c = channels(shape);
-    let inner: usize = if shape.len() >= 2 {
-        shape[2..].iter().product()
+    let per_channel: Vec<usize> = if shape.len() >= 2 {
+        (0..shape.len())
+            .map(|a| if a == 1 { c } else { 1 })
+            .collect()
+    } else {
+        shape.to_vec()
+    };
+    let mut full = binary(t, &Tensor::zeros(per_channel), |a, b| a + b)?;
+    let fs = full.shape().to_vec();
+    let inner: usize = if fs.len() >= 2 {
+        fs[2..].iter().product()
     } else {
         full.len()
     };
     for (i, v) in full.data_mut().iter_mut().enumerate() {
-        let ch = if shape.len() >= 2 { (i / inner) % c } else { 0 };
+        let ch = if fs.len() >= 2 { (i / inner) % c } else { 0 };
         *v *= coef(f, ch);
     }
     Ok(full)
@@ -582,10 +593,19 @@ pub fn solve_and_apply(
             g.node_mut(id).op = op;
             if keep {
                 // ReduceMean without keepdims: a GlobalSumPool and a Reshape to [N, C].
+                // The pool gets its [N, C, 1, .., 1] shape before the reshape is wired
+                // in; shapes are re-inferred only once its consumers read the reshape.
                 let shape = g.node(id).shape.clone();
-                g.infer_shapes()?;
+                let src = &g.node(ins[0]).shape;
+                let pooled: Vec<usize> = src[..2]
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(1, src.len() - 2))
+                    .collect();
+                g.node_mut(id).shape = pooled;
                 let r = g.add_node(format!("{name}/reshape"), Op::Reshape { shape }, &[id])?;
                 g.replace_uses(id, r);
+                g.infer_shapes()?;
                 let v = fac[&id].clone();
                 fac.insert(r, v);
             }

@@ -158,6 +158,18 @@ pub enum ParamError {
     UnknownRing(u32),
     #[error("the precision target needs Delta = 2^{0}, but towers of 2 log2(Delta) bits must stay <= {MAX_PRIME_BITS} bits")]
     Precision(u32),
+    #[error(
+        "the precision target needs Delta = 2^{log_delta}: the output, left at Delta^{final_scale_exp} \
+         with {output_bits} bits of range, would need a {base_bits}-bit base prime (at most \
+         {MAX_PRIME_BITS}); ask for at most {max_precision_bits} bits of precision"
+    )]
+    OutputPrecision {
+        log_delta: u32,
+        final_scale_exp: u32,
+        output_bits: u32,
+        base_bits: u32,
+        max_precision_bits: i64,
+    },
 }
 
 fn log2_ceil(x: usize) -> u64 {
@@ -302,6 +314,18 @@ pub fn select(
     let max_delta = MAX_PRIME_BITS / 2;
     if min_delta > max_delta {
         return Err(ParamError::Precision(min_delta));
+    }
+    if chain_bits(plan, min_delta, req).is_none() {
+        let output_bits = range_bits(req.output_range);
+        let fse = plan.final_scale_exp.max(1);
+        let d_max = (MAX_PRIME_BITS.saturating_sub(output_bits + 2) / fse) as i64;
+        return Err(ParamError::OutputPrecision {
+            log_delta: min_delta,
+            final_scale_exp: plan.final_scale_exp,
+            output_bits,
+            base_bits: plan.final_scale_exp * min_delta + output_bits + 2,
+            max_precision_bits: d_max - range_bits(req.activation_range) as i64 - 7,
+        });
     }
     let towers = plan.towers;
     let chain = towers + 1;
@@ -570,7 +594,15 @@ mod props {
                 Err(ParamError::DoesNotFit { .. }) => {
                     let d = prec + 1 + 7;
                     let base = e * d + 10;
-                    prop_assert!(base > MAX_PRIME_BITS || base + (towers + 1) * 2 * d > 3523);
+                    prop_assert!(base <= MAX_PRIME_BITS && base + (towers + 1) * 2 * d > 3523);
+                }
+                Err(ParamError::OutputPrecision { base_bits, max_precision_bits, .. }) => {
+                    prop_assert_eq!(base_bits, e * (prec + 1 + 7) + 10);
+                    prop_assert!(base_bits > MAX_PRIME_BITS);
+                    prop_assert!(max_precision_bits < prec as i64);
+                    // The precision it names does fit the base prime.
+                    let d = (max_precision_bits + 8).max(0) as u32;
+                    prop_assert!(e * d + 10 <= MAX_PRIME_BITS);
                 }
                 Err(e) => prop_assert!(false, "{e}"),
             }

@@ -1,6 +1,7 @@
 //! Random small graphs for the passes' property tests: CNNs built from the residual
 //! patterns of the committed models (identity shortcut, option-A Slice + channel Pad, 1x1
-//! conv shortcut, chains, a skip over two blocks), average pools and MLP heads.
+//! conv shortcut, chains, a skip over two blocks, a scalar-scaled skip), average pools
+//! and MLP heads (spatial means as GlobalAveragePool or ReduceMean).
 
 use crate::ir::{AveragePool, BatchNorm, Conv, Gemm, Graph, NodeId, Op, Poly, SliceAxis, Tensor};
 use crate::pass::testutil::Rng;
@@ -137,12 +138,37 @@ impl<'a> Net<'a> {
         self.poly(a)
     }
     pub fn head(&mut self, x: NodeId, classes: usize) -> NodeId {
-        let p = if self.rng.below(2) == 0 {
-            self.op(Op::GlobalAveragePool, &[x])
-        } else {
-            x
+        // The spatial mean as exporters write it: GlobalAveragePool, ReduceMean over the
+        // spatial axes with or without keepdims (the latter already [N, C]), or none.
+        let spatial: Vec<usize> = (2..self.g.node(x).shape.len()).collect();
+        let f = match self.rng.below(4) {
+            0 => {
+                let p = self.op(Op::GlobalAveragePool, &[x]);
+                self.op(Op::Flatten { axis: 1 }, &[p])
+            }
+            1 => {
+                let axes = spatial;
+                let p = self.op(
+                    Op::ReduceMean {
+                        axes,
+                        keepdims: true,
+                    },
+                    &[x],
+                );
+                self.op(Op::Flatten { axis: 1 }, &[p])
+            }
+            2 => {
+                let axes = spatial;
+                self.op(
+                    Op::ReduceMean {
+                        axes,
+                        keepdims: false,
+                    },
+                    &[x],
+                )
+            }
+            _ => self.op(Op::Flatten { axis: 1 }, &[x]),
         };
-        let f = self.op(Op::Flatten { axis: 1 }, &[p]);
         let k = self.g.node(f).shape[1];
         let b = self.rng.tensor(vec![k, classes], -0.5, 0.5);
         let c = Some(Tensor::vector(self.rng.vec(classes, -0.1, 0.1)));
@@ -171,7 +197,7 @@ pub fn random_net(rng: &mut Rng) -> Graph {
     let blocks = 1 + n.rng.below(3);
     let mut i = 0;
     while i < blocks {
-        match n.rng.below(6) {
+        match n.rng.below(7) {
             0 => h = n.block(h, 0),
             1 => h = n.block(h, 1),
             2 => h = n.block(h, 2),
@@ -194,6 +220,17 @@ pub fn random_net(rng: &mut Rng) -> Graph {
                     }),
                     &[h],
                 );
+            }
+            5 => {
+                // A scaled skip, as `f(x) + 0.5 * x` exports: a rank-0 constant operand.
+                let k = n.rng.vec(1, 0.25, 1.5)[0];
+                let name = n.name("k");
+                let kc = n.g.add_const(name, Tensor::scalar(k));
+                let skip = n.op(Op::Mul, &[h, kc]);
+                let c = n.g.node(h).shape[1];
+                let f = n.cbp(h, c, 1);
+                let a = n.add(f, skip);
+                h = n.poly(a);
             }
             _ => h = n.cbp(h, n.g.node(h).shape[1], 1),
         }

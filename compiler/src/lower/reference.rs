@@ -252,7 +252,14 @@ fn diagonal_gemm(
         })
         .collect();
     em.add_vec(y, SlotVector { entries });
-    let y = freshen(em, y, true, true)?;
+    // Rescaled here while a prime is left; at level 0 the base prime holds the ~Delta^2
+    // product (as the per-channel Gemm leaves its outputs): a Gemm fed by a linear layer
+    // (conv -> pool -> Gemm) ends the level plan there.
+    let y = if em.state(y).level > 0 {
+        freshen(em, y, true, true)?
+    } else {
+        y
+    };
     for (bs, (&x, &r)) in baby.iter().zip(xs.iter().zip(&regs)) {
         for &b in &bs[1..] {
             em.release(b);

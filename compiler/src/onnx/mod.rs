@@ -525,6 +525,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("dilations") && e.contains("y_node"), "{e}");
+
+        // A channel concatenation of computed tensors is refused by name, with the way out.
+        let mut b = ModelBuilder::new(13);
+        b.input("x", &[1, 2, 4, 4])
+            .node("Mul", &["x", "x"], &["sq"], vec![])
+            .node("Concat", &["x", "sq"], &["y"], vec![attr_i("axis", 1)])
+            .output("y");
+        let e = import_model(&b.build(), None, &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Concat") && e.contains("y_node") && e.contains("computed tensors"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -129,6 +129,21 @@ pub fn cast(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
 }
 
 pub fn concat(cx: &mut Ctx, n: &NodeProto) -> Result<Value, ImportError> {
+    // Only constants (shape arithmetic) are concatenated at import; joining computed
+    // tensors (a DenseNet- or U-Net-style channel concatenation) has no lowering yet.
+    for i in (0..n.input.len()).filter(|&i| cx.input_name(n, i).is_some()) {
+        if let Value::Node(_) = cx.value(n, i)? {
+            return Err(node_err(
+                n,
+                format!(
+                    "concatenating computed tensors (input {i}, '{}') is not supported: only \
+                     constants (initializers, bound graph inputs, shape arithmetic) are \
+                     concatenated; add the branches (a residual sum) instead",
+                    cx.input_name(n, i).unwrap_or_default()
+                ),
+            ));
+        }
+    }
     let parts: Vec<Tensor> = (0..n.input.len())
         .filter(|&i| cx.input_name(n, i).is_some())
         .map(|i| cx.constant(n, i, "concatenated tensor"))
