@@ -353,6 +353,24 @@ class TinyPreActMean(nn.Module):
         return self.fc((0.5 * x + y).mean((2, 3)))
 
 
+class TinyLinearChain(nn.Module):
+    """Plaintext products with no activation between them: conv -> BN -> conv, then
+    (after one activation) conv -> mean -> Linear -> Linear."""
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 4, 3, 1, 1)
+        self.act = PolyStd()
+        self.conv3 = nn.Conv2d(4, 4, 3, 1, 1)
+        self.fc1 = nn.Linear(4, 8)
+        self.fc2 = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.act(self.conv2(self.bn1(self.conv1(x))))
+        return self.fc2(self.fc1(self.conv3(x).mean((2, 3))))
+
+
 def tiny_specs():
     """name -> (constructor, input shape); constructed after seeding, so re-export is
     reproducible."""
@@ -374,6 +392,7 @@ def tiny_specs():
                                             Square(), nn.Linear(128, 128), nn.BatchNorm1d(128),
                                             Square(), nn.Linear(128, 10)), (1, 1, 28, 28)),
         "tiny_preact_mean": (TinyPreActMean, (1, 3, 8, 8)),
+        "tiny_linear_chain": (TinyLinearChain, (1, 3, 8, 8)),
     }
 
 

@@ -42,24 +42,57 @@ pub struct CompileOptions {
     pub batch: lower::BatchSize,
 }
 
+/// Most towers a compile adds to the level plan's when the lowering runs out of primes.
+pub const MAX_EXTRA_TOWERS: u32 = 4;
+
+/// Runs `attempt` with `opts`, and again with one more tower each time its lowering runs
+/// out of primes (up to [`MAX_EXTRA_TOWERS`]). The level plan pairs two plaintext products
+/// in one prime wherever they follow each other; the lowering's weight scales do so only
+/// for a product followed by an activation, so a chain of linear layers (conv -> conv,
+/// Gemm -> Gemm, conv -> pool -> Gemm) can need a prime more than planned. The program
+/// then keeps the extra prime (its parameters say so); the level plan is not changed.
+fn with_spare_towers<T>(
+    opts: &CompileOptions,
+    mut attempt: impl FnMut(&CompileOptions) -> Result<T, E2eError>,
+) -> Result<T, E2eError> {
+    let mut o = opts.clone();
+    loop {
+        match attempt(&o) {
+            Err(E2eError::Lower(LowerError::Exhausted { .. }))
+                if o.request.extra_towers < opts.request.extra_towers + MAX_EXTRA_TOWERS =>
+            {
+                o.request.extra_towers += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Passes, levels, parameters and lowering in the given layout.
 pub fn compile(
     graph: Graph,
     opts: &CompileOptions,
     layout: &dyn Layout,
-    progress: impl FnMut(usize, usize, &str),
+    mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Compiled, E2eError> {
-    let planned = pipeline::plan_clustered(graph, &opts.request, opts.cluster.as_ref())?;
-    let params = lower::params_for(&planned.params, opts.insecure_test_params)?;
-    let program = lower::lower_batched(
-        &planned,
-        params,
-        opts.image.clone(),
-        layout,
-        opts.batch,
-        progress,
-    )?;
-    Ok(Compiled { planned, program })
+    let mut rewritten = pipeline::rewrite(graph)?;
+    if let Some(spec) = &opts.cluster {
+        let rep = passes::cluster::run(&mut rewritten.graph, spec).map_err(PipelineError::from)?;
+        rewritten.reports.push(rep);
+    }
+    with_spare_towers(opts, |o| {
+        let planned = pipeline::plan_rewritten(rewritten.clone(), &o.request)?;
+        let params = lower::params_for(&planned.params, o.insecure_test_params)?;
+        let program = lower::lower_batched(
+            &planned,
+            params,
+            o.image.clone(),
+            layout,
+            o.batch,
+            &mut progress,
+        )?;
+        Ok(Compiled { planned, program })
+    })
 }
 
 /// Which ciphertext layout to lower to (`fhec compile --layout`).
@@ -98,6 +131,16 @@ pub type LayoutCompiled = (
 /// The packed layout's compile: its channel groups come from the rewritten graph, and the
 /// level plan gets the units its downsampling masks cost.
 fn compile_packed(
+    graph: Graph,
+    opts: &CompileOptions,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<Compiled, E2eError> {
+    with_spare_towers(opts, |o| {
+        compile_packed_once(graph.clone(), o, &mut progress)
+    })
+}
+
+fn compile_packed_once(
     graph: Graph,
     opts: &CompileOptions,
     progress: impl FnMut(usize, usize, &str),

@@ -145,6 +145,7 @@ pub fn plan_rewritten_for(
         plan.towers = 1;
         plan.final_scale_exp = 1;
     }
+    plan.towers += req.extra_towers;
     let mut req = req.clone();
     req.min_log_n = req.min_log_n.max(min_log_n(&rewritten.graph));
     let params = select_params::select(&rewritten.graph, &plan, &req, &security_table)?;

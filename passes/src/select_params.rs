@@ -49,6 +49,9 @@ pub struct ParamRequest {
     pub min_noise_bits: f64,
     /// Pins the number of key-switching digits (when a set with it fits).
     pub force_dnum: Option<u32>,
+    /// Towers beyond the level plan's (the lowering asks for them where its weight scales
+    /// spend more primes than the plan foresaw).
+    pub extra_towers: u32,
 }
 
 impl Default for ParamRequest {
@@ -61,6 +64,7 @@ impl Default for ParamRequest {
             min_log_n: 11,
             min_noise_bits: 6.0,
             force_dnum: None,
+            extra_towers: 0,
         }
     }
 }

@@ -322,6 +322,18 @@ pub fn lower_batched(
             em.rescale(r)?;
         }
     }
+    // The base prime was sized for an output at Delta^final_scale_exp; one left above that
+    // at level 0 would wrap when decrypted: a prime short, as an exhausted budget is (the
+    // compile then retries with one more tower).
+    let fse = planned.plan.final_scale_exp.max(1) as i32;
+    for r in out_val.regs() {
+        let st = em.state(r);
+        if st.level == 0 && st.scale > 16.0 * delta.powi(fse) {
+            return Err(LowerError::Exhausted {
+                layer: g.node(out_node).name.clone(),
+            });
+        }
+    }
     let placement = layout.output(&mut em, &out_val)?;
     for &(_, _, slot) in &placement {
         em.need_period(slot as usize + 1);

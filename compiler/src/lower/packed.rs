@@ -36,7 +36,7 @@ use runtime::program::{Linear, Reg, SlotMask, SlotVector};
 use super::emitter::Emitter;
 use super::error::LowerError;
 use super::layout::{ChannelPacked, Features, InputPacking, Layout, Value};
-use super::reference::{add_aligned, freshen, Reference};
+use super::reference::{add_aligned, freshen, freshen_and_rotate, Reference};
 
 const NAME: &str = "packed";
 
@@ -306,10 +306,11 @@ struct Babies {
 
 impl Babies {
     fn of(em: &mut Emitter, p: &ChannelPacked) -> Result<Babies, LowerError> {
-        let x0 = freshen(em, p.reg, false, false)?;
+        let steps: Vec<i64> = (0..babies_for(p.cp) as i64).collect();
+        let (x0, regs) =
+            freshen_and_rotate(em, p.reg, &steps, &|em, x, s| fan_out(em, x, s.to_vec()))?;
         let st = em.state(x0);
         let wsc = em.product_scale(st).ok_or_else(|| exhausted(em))?;
-        let regs = fan_out(em, x0, (0..babies_for(p.cp) as i64).collect())?;
         Ok(Babies { x0, regs, wsc })
     }
 

@@ -91,6 +91,39 @@ pub(super) fn freshen(
     Ok(r)
 }
 
+/// A hoisted fan-out of rotations: `(em, x, steps)` -> the registers rot(x, steps[i]).
+pub(super) type RotateFanOut = dyn Fn(&mut Emitter, Reg, &[i64]) -> Result<Vec<Reg>, LowerError>;
+
+/// `x` freshened for a plaintext product, and its rotations by `steps` (`rotate`: one
+/// hoisted fan-out), each ready for one too. A value that must be rescaled first (at
+/// ~Delta^3) is rotated before the rescale and every copy rescaled after: key switching
+/// adds noise of a fixed size whatever the scale (at N = 2^14 about 2^19: a value at
+/// Delta = 2^20 keeps ~1 bit, one at 2^40 ~21), so rotating the rescaled value loses it.
+pub(super) fn freshen_and_rotate(
+    em: &mut Emitter,
+    x: Reg,
+    steps: &[i64],
+    rotate: &RotateFanOut,
+) -> Result<(Reg, Vec<Reg>), LowerError> {
+    if em.product_scale(em.state(x)).is_some() {
+        let copies = rotate(em, x, steps)?;
+        return Ok((x, copies));
+    }
+    let copies = rotate(em, x, steps)?;
+    let x0 = freshen(em, x, false, false)?;
+    let copies = copies
+        .into_iter()
+        .map(|c| {
+            if c == x {
+                Ok(x0)
+            } else {
+                freshen(em, c, true, false)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((x0, copies))
+}
+
 /// Freshens every register of a uniform value the same way.
 fn freshen_all(
     em: &mut Emitter,
@@ -168,22 +201,24 @@ fn diagonal_gemm(
     let slots = em.slots;
     let diagonals = pin.min(pout);
     let regs: Vec<Reg> = cols.iter().map(|c| c.0).collect();
-    let xs = freshen_all(em, &regs, false, false)?;
-    let st = em.uniform(&xs)?;
-    let ws = em.product_scale(st).ok_or_else(|| LowerError::Exhausted {
-        layer: em.origin().to_string(),
-    })?;
     let g = ((diagonals as f64).sqrt().ceil() as usize)
         .next_power_of_two()
         .min(diagonals);
     let giants = diagonals.div_ceil(g);
-    // Baby steps rot(x_r, a), a < g: one hoisted Linear per register.
+    // Baby steps rot(x_r, a), a < g: one hoisted Linear per register (before the rescale
+    // when the input needs one).
+    let steps: Vec<i64> = (1..g as i64).collect();
+    let mut xs = vec![];
     let mut baby: Vec<Vec<Reg>> = vec![];
-    for &x in &xs {
-        let mut b = vec![x];
-        b.extend(rotated_copies(em, x, &(1..g as i64).collect::<Vec<_>>())?);
-        baby.push(b);
+    for &r in &regs {
+        let (x, copies) = freshen_and_rotate(em, r, &steps, &|em, x, s| rotated_copies(em, x, s))?;
+        xs.push(x);
+        baby.push(std::iter::once(x).chain(copies).collect());
     }
+    let st = em.uniform(&xs)?;
+    let ws = em.product_scale(st).ok_or_else(|| LowerError::Exhausted {
+        layer: em.origin().to_string(),
+    })?;
     // rot(d_{r,i}, -shift) as a slot vector.
     let diag = |r: usize, i: usize, shift: usize| SlotVector {
         entries: (0..slots)
