@@ -39,9 +39,6 @@ pub struct Context {
     /// P mod q_i.
     p_mod_q: Vec<u64>,
     p_to_q: BasisConverter,
-    /// floor(P/2) mod p_j and mod q_i (rounding instead of flooring in ModDown).
-    p_half_mod_p: Vec<u64>,
-    p_half_mod_q: Vec<u64>,
     modup: Vec<Vec<DigitConverter>>,
     crt: Vec<CrtReconstructor>,
     galois: RwLock<HashMap<u64, Arc<Vec<u32>>>>,
@@ -93,13 +90,6 @@ impl Context {
             })
             .collect();
         let p_to_q = BasisConverter::new(&pm, &qm);
-        // floor(P/2) = (P - 1)/2 = -1/2 mod p_j; mod q_i it is (P - 1) / 2.
-        let p_half_mod_p = pm.iter().map(|m| (m.value() - 1) / 2).collect();
-        let p_half_mod_q = qm
-            .iter()
-            .zip(&p_mod_q)
-            .map(|(m, &pq)| m.mul(m.sub(pq, 1), m.inv(2)))
-            .collect();
         let alpha = params.alpha();
         let modup = (0..qm.len())
             .map(|l| {
@@ -136,8 +126,6 @@ impl Context {
             p_inv,
             p_mod_q,
             p_to_q,
-            p_half_mod_p,
-            p_half_mod_q,
             modup,
             crt,
             galois: RwLock::new(HashMap::new()),
@@ -188,12 +176,6 @@ impl Context {
     }
     pub fn p_to_q(&self) -> &BasisConverter {
         &self.p_to_q
-    }
-    pub fn p_half_mod_p(&self) -> &[u64] {
-        &self.p_half_mod_p
-    }
-    pub fn p_half_mod_q(&self) -> &[u64] {
-        &self.p_half_mod_q
     }
     pub fn digit_converters(&self, level: usize) -> &[DigitConverter] {
         &self.modup[level]

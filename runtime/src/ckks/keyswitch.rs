@@ -39,7 +39,10 @@ pub fn decompose(ctx: &Context, c: &RnsPoly) -> Decomposition {
                 d.limb_mut(i).copy_from_slice(c.limb(i));
             }
             out.resize(dc.targets.len() * n, 0);
-            dc.conv.convert(
+            // The digit's centred representative, exactly: a digit in [0, D_j) (or the
+            // approximate conversion's u * D_j) has a non-zero mean, which the key error
+            // turns into a near-constant polynomial that decoding piles onto a few slots.
+            dc.conv.convert_centered(
                 &coeff.data()[dc.start * n..dc.end * n],
                 &mut out,
                 &mut scratch,
@@ -123,19 +126,15 @@ pub fn mod_down(ctx: &Context, x: RnsPoly) -> RnsPoly {
     let p_tables = ctx.p_tables();
     let mut xp = x.select(nq..nq + k);
     xp.inverse(&p_tables);
-    // Convert x + floor(P/2) and subtract floor(P/2) after: a rounded, centred division.
-    for ((limb, &h), t) in xp.limbs_iter_mut().zip(ctx.p_half_mod_p()).zip(&p_tables) {
-        let m = t.modulus();
-        for v in limb.iter_mut() {
-            *v = m.add(*v, h);
-        }
-    }
+    // The centred remainder x mod P in (-P/2, P/2], exactly (a zero-mean rounding error:
+    // the approximate conversion's u * P would be a biased one), so that
+    // (x - remainder) / P is x / P rounded.
     let mut conv = vec![0u64; nq * n];
-    ctx.p_to_q().convert(xp.data(), &mut conv, &mut Vec::new());
+    ctx.p_to_q()
+        .convert_centered(xp.data(), &mut conv, &mut Vec::new());
     let mut out = x;
     out.truncate(nq);
     let p_inv = ctx.p_inv_mod_q();
-    let half_q = ctx.p_half_mod_q();
     let mut data = out.into_data();
     data.par_chunks_exact_mut(n)
         .zip(conv.par_chunks_exact_mut(n))
@@ -143,9 +142,6 @@ pub fn mod_down(ctx: &Context, x: RnsPoly) -> RnsPoly {
         .for_each(|(i, (limb, c))| {
             let t = q_tables[i];
             let m = t.modulus();
-            for v in c.iter_mut() {
-                *v = m.sub(*v, half_q[i]);
-            }
             t.forward(c);
             let (pi, pis) = p_inv[i];
             if !simd::sub_mul_const(limb, c, pi, simd::shoup52(pi, m.value()), m.value()) {

@@ -2,8 +2,10 @@
 //!
 //! Converting x, given by residues x_i modulo the primes a_i of A, to a prime b computes
 //! sum_i [x_i * (A/a_i)^-1]_{a_i} * (A/a_i) mod b, which equals x + u*A for some
-//! 0 <= u < len(A). Key switching tolerates the u*A term (ModUp multiplies it by a
-//! gadget factor that vanishes modulo Q; ModDown divides it away by P with a small error).
+//! 0 <= u < len(A). [`BasisConverter::convert_centered`] (what key switching uses) removes
+//! the u*A term with a floating-point estimate of u and returns the residue of x's
+//! representative in (-A/2, A/2]: both errors have a non-zero mean, which key switching
+//! would turn into noise concentrated on a few slots.
 //!
 //! The products are accumulated in 128 bits and reduced once per output with a two-word
 //! Barrett reduction, so one output costs len(A) multiplications plus one reduction.
@@ -62,6 +64,8 @@ pub struct BasisConverter {
     terms: Vec<Option<Vec<Term>>>,
     /// Number of terms that can be summed in 128 bits before a reduction is needed.
     chunk: usize,
+    /// A mod b_j, for the centred conversion's correction.
+    a_mod: Vec<u64>,
 }
 
 impl BasisConverter {
@@ -137,7 +141,15 @@ impl BasisConverter {
                 Some(t)
             })
             .collect();
+        let a_mod = to
+            .iter()
+            .map(|bj| {
+                from.iter()
+                    .fold(1u64, |h, ak| bj.mul(h, bj.reduce_u64(ak.value())))
+            })
+            .collect();
         BasisConverter {
+            a_mod,
             hat_inv52,
             terms,
             from: from.to_vec(),
@@ -159,6 +171,42 @@ impl BasisConverter {
 
     /// Converts `input` (from.len() limbs of length n, coefficient form, limb-major) into
     /// `output` (to.len() limbs of length n). `scratch` must hold from.len() * n words.
+    /// As [`convert`](Self::convert), but exact and centred: the output is the residue of
+    /// the representative of x in (-A/2, A/2] (the u*A term is estimated per coefficient
+    /// in floating point, u = round(sum_i y_i / a_i), and subtracted). Key switching needs
+    /// it: the approximate form's u*A, and an uncentred x in [0, A), are errors with a
+    /// non-zero mean, a near-constant polynomial that the decoding concentrates on a few
+    /// slots (there it was ~2^20 slot units per key switch at N = 2^14, 60 times the
+    /// zero-mean noise). A coefficient within ~2^-50 of the rounding boundary may come out
+    /// as the other representative (off by A): as rare as it is harmless.
+    pub fn convert_centered(&self, input: &[u64], output: &mut [u64], scratch: &mut Vec<u64>) {
+        let k = self.from.len();
+        let n = input.len() / k;
+        self.convert(input, output, scratch);
+        // `scratch` holds y_i = [x_i (A/a_i)^-1]_{a_i}; sum_i y_i (A/a_i) = x + u A with
+        // u = floor(sum_i y_i / a_i), and the centred representative subtracts one more A
+        // when the fractional part is above one half.
+        let inv: Vec<f64> = self.from.iter().map(|m| 1.0 / m.value() as f64).collect();
+        let u: Vec<u64> = (0..n)
+            .map(|idx| {
+                let v: f64 = (0..k).map(|i| scratch[i * n + idx] as f64 * inv[i]).sum();
+                (v + 0.5).floor() as u64
+            })
+            .collect();
+        let fix = |(j, out): (usize, &mut [u64])| {
+            let b = &self.to[j];
+            let am = self.a_mod[j];
+            for (o, &uk) in out.iter_mut().zip(&u) {
+                *o = b.sub(*o, b.mul(b.reduce_u64(uk), am));
+            }
+        };
+        if n >= PAR_LIMBS_FROM {
+            output.par_chunks_exact_mut(n).enumerate().for_each(fix);
+        } else {
+            output.chunks_exact_mut(n).enumerate().for_each(fix);
+        }
+    }
+
     pub fn convert(&self, input: &[u64], output: &mut [u64], scratch: &mut Vec<u64>) {
         let k = self.from.len();
         let n = input.len() / k;
@@ -275,6 +323,10 @@ mod tests {
             let b = ps[3] as u128;
             let ok = (0..3u128).any(|u| ((x % b) + (u * (a % b))) % b == out[0] as u128);
             prop_assert!(ok);
+            // Centred and exact: the residue of x, or of x - A above A / 2.
+            conv.convert_centered(&input, &mut out, &mut Vec::new());
+            let want = if x > a / 2 { (x % b + b - a % b) % b } else { x % b };
+            prop_assert_eq!(out[0] as u128, want);
         }
     }
 }
