@@ -169,8 +169,6 @@ impl BasisConverter {
         self.to.len()
     }
 
-    /// Converts `input` (from.len() limbs of length n, coefficient form, limb-major) into
-    /// `output` (to.len() limbs of length n). `scratch` must hold from.len() * n words.
     /// As [`convert`](Self::convert), but exact and centred: the output is the residue of
     /// the representative of x in (-A/2, A/2] (the u*A term is estimated per coefficient
     /// in floating point, u = round(sum_i y_i / a_i), and subtracted). Key switching needs
@@ -187,17 +185,38 @@ impl BasisConverter {
         // u = floor(sum_i y_i / a_i), and the centred representative subtracts one more A
         // when the fractional part is above one half.
         let inv: Vec<f64> = self.from.iter().map(|m| 1.0 / m.value() as f64).collect();
-        let u: Vec<u64> = (0..n)
-            .map(|idx| {
-                let v: f64 = (0..k).map(|i| scratch[i * n + idx] as f64 * inv[i]).sum();
-                (v + 0.5).floor() as u64
-            })
-            .collect();
+        let mut u = vec![0u16; n];
+        const CHUNK: usize = 2048;
+        let fill = |(c, uc): (usize, &mut [u16])| {
+            let base = c * CHUNK;
+            let mut v = [0.5f64; CHUNK];
+            for (i, &w) in inv.iter().enumerate() {
+                let ys = &scratch[i * n + base..i * n + base + uc.len()];
+                for (acc, &y) in v.iter_mut().zip(ys) {
+                    *acc += y as f64 * w;
+                }
+            }
+            for (o, &x) in uc.iter_mut().zip(&v) {
+                *o = x as u16;
+            }
+        };
+        if n >= PAR_LIMBS_FROM {
+            u.par_chunks_mut(CHUNK).enumerate().for_each(fill);
+        } else {
+            u.chunks_mut(CHUNK).enumerate().for_each(fill);
+        }
         let fix = |(j, out): (usize, &mut [u64])| {
             let b = &self.to[j];
-            let am = self.a_mod[j];
+            // u * A mod b_j for every u the sum can reach (0..=len(A)).
+            let table: Vec<u64> = (0..=k as u64)
+                .map(|t| b.mul(b.reduce_u64(t), self.a_mod[j]))
+                .collect();
+            let bv = b.value();
+            // Branch-free o - t mod b (vectorisable).
             for (o, &uk) in out.iter_mut().zip(&u) {
-                *o = b.sub(*o, b.mul(b.reduce_u64(uk), am));
+                let t = table[uk as usize];
+                let r = o.wrapping_sub(t);
+                *o = r.wrapping_add(bv & 0u64.wrapping_sub((*o < t) as u64));
             }
         };
         if n >= PAR_LIMBS_FROM {
@@ -207,6 +226,8 @@ impl BasisConverter {
         }
     }
 
+    /// Converts `input` (from.len() limbs of length n, coefficient form, limb-major) into
+    /// `output` (to.len() limbs of length n). `scratch` must hold from.len() * n words.
     pub fn convert(&self, input: &[u64], output: &mut [u64], scratch: &mut Vec<u64>) {
         let k = self.from.len();
         let n = input.len() / k;
