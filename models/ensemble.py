@@ -2,7 +2,10 @@
 softmax outputs averaged over the members (eval mode, no clamp before the quadratic).
 A member whose logits are non-finite for an image contributes nothing to that image
 (if all members are non-finite the image counts as wrong); the number of such images is
-printed.  Each member's own top-1 is printed too.
+printed, and so is the strict top-1 that counts every such image as wrong (an encrypted
+run has no NaN: the blown-up member's values wrap around the modulus and its decrypted
+softmax is arbitrary).  Each member's own top-1 and the members' pairwise agreement (same
+top-1 class) are printed too.
 
     python models/ensemble.py --depth 20 models/weights/resnet20_quad.pt models/weights/resnet20_quad_seed1.pt
 """
@@ -42,11 +45,13 @@ def main():
     y = torch.from_numpy(y_test)
     total = torch.zeros(len(y), 10, dtype=torch.float64)
     count = torch.zeros(len(y), 1, dtype=torch.float64)
+    preds = []
     for w in args.weights:
         p = member_probs(rc.build(args.depth, args.act, w), x_test)
         ok = torch.isfinite(p).all(1, keepdim=True)
         acc = 100.0 * float(((p.argmax(1) == y) & ok[:, 0]).double().mean())
         print(f"member {w}: top-1 {acc:.2f} %, non-finite for {int((~ok).sum())} images")
+        preds.append(torch.where(ok[:, 0], p.argmax(1), torch.full_like(y, -1)))
         total += torch.where(ok, p, torch.zeros_like(p))
         count += ok.double()
     none = count[:, 0] == 0
@@ -55,6 +60,14 @@ def main():
     print(f"ensemble of {len(args.weights)} (softmax averaged): top-1 {100.0 * correct / len(y):.2f} % "
           f"({correct}/{len(y)}); images with a non-finite member: {int((count[:, 0] < len(args.weights)).sum())}, "
           f"with no finite member: {int(none.sum())}")
+    all_finite = count[:, 0] == len(args.weights)
+    strict = int(((pred == y) & all_finite).sum())
+    print(f"strict top-1 (an image with any non-finite member counts as wrong): "
+          f"{100.0 * strict / len(y):.2f} % ({strict}/{len(y)})")
+    for i in range(len(preds)):
+        for j in range(i + 1, len(preds)):
+            agree = float((preds[i] == preds[j]).double().mean()) * 100.0
+            print(f"agreement of members {i + 1} and {j + 1} (same top-1 class, both finite): {agree:.2f} %")
 
 
 if __name__ == "__main__":
