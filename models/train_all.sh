@@ -2,7 +2,7 @@
 # Runs (or resumes) the whole planned set of quadratic fine-tuning runs, in order:
 #   ResNet-20 quad seed 0, ResNet-32 quad seed 0, ResNet-20 quad seeds 1, 2, 3, and
 #   ResNet-20 and -32 quadratic without the range penalty (zeta = 0, ablation), then the
-#   later cycles and members (seed 0 cycle 4, the member from ReLU-32, ResNet-32 cycle 4).
+#   later cycles and members (seed 0 cycle 4, the member from ReLU-32, ResNet-32 cycles 4 and 5).
 # Every run is resumable (checkpoints in $CKPT_ROOT/<run>/, outside the work tree);
 # re-running this script continues where it stopped, and finished runs are no-ops.
 # Final state dicts are copied to models/weights/, per-epoch logs to models/runs/, and every
