@@ -66,7 +66,7 @@ def main():
           f"{100.0 * strict / len(y):.2f} % ({strict}/{len(y)})")
     for i in range(len(preds)):
         for j in range(i + 1, len(preds)):
-            agree = float((preds[i] == preds[j]).double().mean()) * 100.0
+            agree = float(((preds[i] == preds[j]) & (preds[i] >= 0)).double().mean()) * 100.0
             print(f"agreement of members {i + 1} and {j + 1} (same top-1 class, both finite): {agree:.2f} %")
 
 
