@@ -55,12 +55,12 @@ def main():
         total += torch.where(ok, p, torch.zeros_like(p))
         count += ok.double()
     none = count[:, 0] == 0
+    all_finite = count[:, 0] == len(args.weights)
     pred = total.argmax(1)
     correct = int(((pred == y) & ~none).sum())
     print(f"ensemble of {len(args.weights)} (softmax averaged): top-1 {100.0 * correct / len(y):.2f} % "
-          f"({correct}/{len(y)}); images with a non-finite member: {int((count[:, 0] < len(args.weights)).sum())}, "
+          f"({correct}/{len(y)}); images with a non-finite member: {int((~all_finite).sum())}, "
           f"with no finite member: {int(none.sum())}")
-    all_finite = count[:, 0] == len(args.weights)
     strict = int(((pred == y) & all_finite).sum())
     print(f"strict top-1 (an image with any non-finite member counts as wrong): "
           f"{100.0 * strict / len(y):.2f} % ({strict}/{len(y)})")
