@@ -34,14 +34,6 @@ import data
 import resnet_cifar as rc
 
 
-def load_state_dict(path: Path) -> dict:
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    for key in ("state_dict", "model"):
-        if isinstance(blob, dict) and key in blob and isinstance(blob[key], dict):
-            return blob[key]
-    return blob
-
-
 def average_states(states: list) -> dict:
     """Element-wise mean of the floating-point entries; integer entries (BN batch
     counters) are taken from the first state.  All states must have the same keys."""
@@ -91,15 +83,16 @@ def main():
     if len(args.inputs) < 2:
         ap.error("give at least two state dicts to average")
 
-    states = [load_state_dict(p) for p in args.inputs]
+    states = [rc.read_state_dict(p) for p in args.inputs]
     model = rc.load_state(rc.ResNetCifar(args.depth, args.act), average_states(states))
     if args.bn == "recompute":
         x_train, _, _, _ = data.load_cifar10()
         recompute_bn(model, x_train, min(args.bn_images, len(x_train)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out)
-    print(f"{args.out}: mean of {len(states)} state dicts ({', '.join(p.name for p in args.inputs)}), "
-          f"BN statistics {'re-estimated on ' + str(args.bn_images) + ' training images' if args.bn == 'recompute' else 'averaged'}")
+    bn = f"re-estimated on {args.bn_images} training images" if args.bn == "recompute" else "averaged"
+    names = ", ".join(p.name for p in args.inputs)
+    print(f"{args.out}: mean of {len(states)} state dicts ({names}), BN statistics {bn}")
 
 
 if __name__ == "__main__":

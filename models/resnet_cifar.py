@@ -174,12 +174,17 @@ def build(depth=20, act="relu", weights=None) -> ResNetCifar:
     if weights is None:
         return model
     path = shared_weights_path(depth) if weights == "shared" else Path(weights)
+    return load_state(model, read_state_dict(path))
+
+
+def read_state_dict(path) -> dict:
+    """The state dict in a .th/.pt file: bare, or under `state_dict` / `model`."""
     blob = torch.load(path, map_location="cpu", weights_only=False)
     if isinstance(blob, dict) and "state_dict" in blob:
-        blob = blob["state_dict"]
-    elif isinstance(blob, dict) and "model" in blob:
-        blob = blob["model"]
-    return load_state(model, blob)
+        return blob["state_dict"]
+    if isinstance(blob, dict) and "model" in blob:
+        return blob["model"]
+    return blob
 
 
 @torch.no_grad()
