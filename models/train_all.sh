@@ -149,36 +149,33 @@ INIT_SCALE="" ZETA=0.05 ZETA_SCHEDULE="" EPOCHS=15 LR_WARMUP_EPOCHS=0.5 \
   run r20_quad_f32_s4_c2kd resnet20_quad_f32_c2kd.pt --depth 20 --seed 4 \
   --init "$here/weights/resnet20_quad_f32.pt" --zeta-warmup "" --no-ce-epochs 0 \
   --kd-alpha 0.5 --kd-temp 4 --kd-teacher relu32
+# The later ResNet-32 cycles share their recipe but for zeta, the length and the teacher:
+# lr 0.005 (half-epoch warm-up), no penalty warm-up, KD 0.5 / T 4, from the previous cycle.
+r32_cycle() {  # run-name zeta epochs init-weights [extra train.py args...]
+  local name="$1" zeta="$2" epochs="$3" init="$4"; shift 4
+  INIT_SCALE="" ZETA="$zeta" ZETA_SCHEDULE="" EPOCHS="$epochs" LR=0.005 LR_WARMUP_EPOCHS=0.5 \
+    run "$name" "resnet32_quad_${name#r32_quad_s0_}.pt" --depth 32 --seed 0 \
+    --init "$here/weights/$init" --zeta-warmup "" --no-ce-epochs 0 \
+    --kd-alpha 0.5 --kd-temp 4 "$@"
+}
 # Fourth cycle for ResNet-32, the recipe of its second and third (89.71-89.89 % over the
 # last five epochs of r32_quad_s0_c3kdz, training accuracy 93.6 %).
-INIT_SCALE="" ZETA=0.3 ZETA_SCHEDULE="" EPOCHS=20 LR=0.005 LR_WARMUP_EPOCHS=0.5 \
-  run r32_quad_s0_c4kdz resnet32_quad_c4kdz.pt --depth 32 --seed 0 \
-  --init "$here/weights/resnet32_quad_c3kdz.pt" --zeta-warmup "" --no-ce-epochs 0 \
-  --kd-alpha 0.5 --kd-temp 4
+r32_cycle r32_quad_s0_c4kdz 0.3 20 resnet32_quad_c3kdz.pt
 # Fifth cycle for ResNet-32 with half the range penalty (zeta 0.15 instead of 0.3).  The
 # deeper network under-fits where ResNet-20 does not: r32_quad_s0_c4kdz ended at 94.5 %
 # training accuracy (90.55 % test) against 95.9 % (91.18 %) for r20_quad_s0_c4kd32, with a
 # mean penalty of 0.46 against 3.5 (ResNet-20, zeta 0.05): its activation inputs are held
 # far tighter than the range needs.  Peak lr stays 0.005 (the lr 0.01 / zeta 0.05 run
 # r32_quad_s0_c2kd left the range).
-INIT_SCALE="" ZETA=0.15 ZETA_SCHEDULE="" EPOCHS=20 LR=0.005 LR_WARMUP_EPOCHS=0.5 \
-  run r32_quad_s0_c5kdz15 resnet32_quad_c5kdz15.pt --depth 32 --seed 0 \
-  --init "$here/weights/resnet32_quad_c4kdz.pt" --zeta-warmup "" --no-ce-epochs 0 \
-  --kd-alpha 0.5 --kd-temp 4
+r32_cycle r32_quad_s0_c5kdz15 0.15 20 resnet32_quad_c4kdz.pt
 # Sixth cycle for ResNet-32: a third of the fourth cycle's penalty (zeta 0.1; c5kdz15 at
 # zeta 0.15 rose from 90.55 to ~91.0 % with training accuracy 94.5 -> 95.5 %, still under
 # ResNet-20's 95.9 %) and a stronger teacher, the shared ReLU ResNet-56 (93.62 %, against
 # the ReLU ResNet-32's 92.63 %; for ResNet-20 the step to a deeper teacher gave +0.47 on
 # seed 1).  15 epochs, so that the cycle fits one session on 2 cores (~500 s per epoch).
-INIT_SCALE="" ZETA=0.1 ZETA_SCHEDULE="" EPOCHS=15 LR=0.005 LR_WARMUP_EPOCHS=0.5 \
-  run r32_quad_s0_c6kd56z10 resnet32_quad_c6kd56z10.pt --depth 32 --seed 0 \
-  --init "$here/weights/resnet32_quad_c5kdz15.pt" --zeta-warmup "" --no-ce-epochs 0 \
-  --kd-alpha 0.5 --kd-temp 4 --kd-teacher relu56
+r32_cycle r32_quad_s0_c6kd56z10 0.1 15 resnet32_quad_c5kdz15.pt --kd-teacher relu56
 # Seventh cycle for ResNet-32: the sixth's recipe again, from its final weights (the
 # sixth was at 90.92 % after 10 of 15 epochs, above the fifth at the same point of its
 # schedule; each restart of the cosine cycle has added accuracy so far).
-INIT_SCALE="" ZETA=0.1 ZETA_SCHEDULE="" EPOCHS=15 LR=0.005 LR_WARMUP_EPOCHS=0.5 \
-  run r32_quad_s0_c7kd56z10 resnet32_quad_c7kd56z10.pt --depth 32 --seed 0 \
-  --init "$here/weights/resnet32_quad_c6kd56z10.pt" --zeta-warmup "" --no-ce-epochs 0 \
-  --kd-alpha 0.5 --kd-temp 4 --kd-teacher relu56
+r32_cycle r32_quad_s0_c7kd56z10 0.1 15 resnet32_quad_c6kd56z10.pt --kd-teacher relu56
 echo "== $(date -u '+%F %T') all done"
