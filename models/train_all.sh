@@ -91,23 +91,26 @@ seed_member() {  # seed
     --kd-alpha 0.5 --kd-temp 4
 }
 seed_member 1
+# The later ResNet-32 cycles share their recipe but for zeta, the length and the teacher:
+# lr 0.005 (half-epoch warm-up), no penalty warm-up, KD 0.5 / T 4, from the previous cycle.
+r32_cycle() {  # run-name zeta epochs init-weights [extra train.py args...]
+  local name="$1" zeta="$2" epochs="$3" init="$4"; shift 4
+  INIT_SCALE="" ZETA="$zeta" ZETA_SCHEDULE="" EPOCHS="$epochs" LR=0.005 LR_WARMUP_EPOCHS=0.5 \
+    run "$name" "resnet32_quad_${name#r32_quad_s0_}.pt" --depth 32 --seed 0 \
+    --init "$here/weights/$init" --zeta-warmup "" --no-ce-epochs 0 \
+    --kd-alpha 0.5 --kd-temp 4 "$@"
+}
 # Second cycle for ResNet-32, steadier than r32_quad_s0_c2kd.  That run (KD 0.5 / T 4,
 # lr 0.01, zeta 0.05; stopped at epoch 16/20 and kept only as a record) fell from 87.22 %
 # to 71-86 % test with 20-155 images with non-finite logits: under distillation the loss
 # is ~4 (T^2 KL) instead of ~0.2, so zeta 0.05 weighed ~20x less against it and the deeper
 # network's activation inputs left [-2, 2] (penalty 0.47 -> 3.5).  Here the penalty is
 # scaled with the loss (zeta 0.3) and the peak learning rate halved (0.005).
-INIT_SCALE="" ZETA=0.3 ZETA_SCHEDULE="" EPOCHS=20 LR=0.005 LR_WARMUP_EPOCHS=0.5 \
-  run r32_quad_s0_c2kdz resnet32_quad_c2kdz.pt --depth 32 --seed 0 \
-  --init "$here/weights/resnet32_quad.pt" --zeta-warmup "" --no-ce-epochs 0 \
-  --kd-alpha 0.5 --kd-temp 4
+r32_cycle r32_quad_s0_c2kdz 0.3 20 resnet32_quad.pt
 # Third cycle for ResNet-32, the same recipe as its second (r32_quad_s0_c2kdz: 87.22 % ->
 # 88.6 % at epoch 12/20 with 2 non-finite images, training accuracy only ~91.7 %, still
 # under-fitted): 20 more epochs from its final weights.
-INIT_SCALE="" ZETA=0.3 ZETA_SCHEDULE="" EPOCHS=20 LR=0.005 LR_WARMUP_EPOCHS=0.5 \
-  run r32_quad_s0_c3kdz resnet32_quad_c3kdz.pt --depth 32 --seed 0 \
-  --init "$here/weights/resnet32_quad_c2kdz.pt" --zeta-warmup "" --no-ce-epochs 0 \
-  --kd-alpha 0.5 --kd-temp 4
+r32_cycle r32_quad_s0_c3kdz 0.3 20 resnet32_quad_c2kdz.pt
 # Second ensemble member, made to differ from r20_quad_s0_c3kd (distilled from the ReLU
 # ResNet-20): seed 1's distilled cycle gave 90.49 %, but with r20_quad_s0_c3kd only 90.90 %
 # (errors too alike).  A third cycle distils from the shared ReLU ResNet-32 (92.63 %)
@@ -149,15 +152,6 @@ INIT_SCALE="" ZETA=0.05 ZETA_SCHEDULE="" EPOCHS=15 LR_WARMUP_EPOCHS=0.5 \
   run r20_quad_f32_s4_c2kd resnet20_quad_f32_c2kd.pt --depth 20 --seed 4 \
   --init "$here/weights/resnet20_quad_f32.pt" --zeta-warmup "" --no-ce-epochs 0 \
   --kd-alpha 0.5 --kd-temp 4 --kd-teacher relu32
-# The later ResNet-32 cycles share their recipe but for zeta, the length and the teacher:
-# lr 0.005 (half-epoch warm-up), no penalty warm-up, KD 0.5 / T 4, from the previous cycle.
-r32_cycle() {  # run-name zeta epochs init-weights [extra train.py args...]
-  local name="$1" zeta="$2" epochs="$3" init="$4"; shift 4
-  INIT_SCALE="" ZETA="$zeta" ZETA_SCHEDULE="" EPOCHS="$epochs" LR=0.005 LR_WARMUP_EPOCHS=0.5 \
-    run "$name" "resnet32_quad_${name#r32_quad_s0_}.pt" --depth 32 --seed 0 \
-    --init "$here/weights/$init" --zeta-warmup "" --no-ce-epochs 0 \
-    --kd-alpha 0.5 --kd-temp 4 "$@"
-}
 # Fourth cycle for ResNet-32, the recipe of its second and third (89.71-89.89 % over the
 # last five epochs of r32_quad_s0_c3kdz, training accuracy 93.6 %).
 r32_cycle r32_quad_s0_c4kdz 0.3 20 resnet32_quad_c3kdz.pt
