@@ -8,6 +8,11 @@ softmax is arbitrary).  Each member's own top-1 and the members' pairwise agreem
 top-1 class) are printed too.
 
     python models/ensemble.py --depth 20 models/weights/resnet20_quad.pt models/weights/resnet20_quad_seed1.pt
+
+A member "shared:D" is the shared pretrained ReLU model of depth D (with --act relu), so
+that teachers of different depths can be measured together:
+
+    python models/ensemble.py --act relu shared:44 shared:56
 """
 
 import os
@@ -20,6 +25,16 @@ import torch
 
 import data
 import resnet_cifar as rc
+
+
+def build_member(spec, depth, act):
+    """The model of one member: a state-dict file of --depth, or "shared:D"."""
+    if spec.startswith("shared:"):
+        d = spec.split(":", 1)[1]
+        if not d.isdigit() or int(d) not in rc.DEPTHS:
+            raise SystemExit(f"member {spec!r}: expected shared:D with D in {sorted(rc.DEPTHS)}")
+        return rc.build(int(d), act, "shared")
+    return rc.build(depth, act, spec)
 
 
 @torch.no_grad()
@@ -35,7 +50,8 @@ def member_probs(model, x_test, batch=500):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("weights", nargs="+", help="state-dict files of the members")
+    ap.add_argument("weights", nargs="+",
+                    help='state-dict files of the members, or "shared:D" for the shared weights of depth D')
     ap.add_argument("--depth", type=int, default=20, choices=sorted(rc.DEPTHS))
     ap.add_argument("--act", default="quad", choices=["relu", "quad"])
     ap.add_argument("--threads", type=int, default=2)
@@ -47,7 +63,7 @@ def main():
     count = torch.zeros(len(y), 1, dtype=torch.float64)
     preds = []
     for w in args.weights:
-        p = member_probs(rc.build(args.depth, args.act, w), x_test)
+        p = member_probs(build_member(w, args.depth, args.act), x_test)
         ok = torch.isfinite(p).all(1, keepdim=True)
         acc = 100.0 * float(((p.argmax(1) == y) & ok[:, 0]).double().mean())
         print(f"member {w}: top-1 {acc:.2f} %, non-finite for {int((~ok).sum())} images")

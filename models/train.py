@@ -105,6 +105,11 @@ def parse_args(argv=None):
                     help='teacher for --kd-alpha: "same" (the shared ReLU model of --depth), '
                          f'{", ".join(f"relu{d}" for d in sorted(rc.DEPTHS))}, or several joined by "+" '
                          '(e.g. "relu20+relu32": their temperature-T softmaxes averaged)')
+    ap.add_argument("--bn-frozen", action="store_true",
+                    help="train with every batch norm in eval mode: normalise with the running "
+                         "statistics and leave them unchanged (gamma and beta still train), so that "
+                         "the loss and the range penalty see the network that is deployed (only the "
+                         "activation clamp still differs)")
     ap.add_argument("--bound", type=float, default=rc.QUAD_RANGE)
     ap.add_argument("--clip", type=float, default=1.0, help="max gradient L2 norm (0: off)")
     ap.add_argument("--seed", type=int, default=0)
@@ -133,6 +138,7 @@ def parse_args(argv=None):
 # Arguments that define the trajectory; a resumed run must agree on them.
 TRAJECTORY_KEYS = ["depth", "act", "init", "init_scale", "epochs", "lr", "lr_warmup_epochs", "momentum",
                    "wd", "batch", "zeta", "zeta_warmup", "zeta_schedule", "no_ce_epochs", "warmup_stage_steps", "kd_alpha", "kd_temp", "kd_teacher", "bound",
+                   "bn_frozen",
                    "clip", "seed", "steps_per_epoch"]
 
 
@@ -371,6 +377,10 @@ def main(argv=None):
         rng = np.random.default_rng([args.seed, epoch])
         perm = rng.permutation(len(x_train))
         model.train()
+        if args.bn_frozen:
+            for m in model.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
         model.set_record(True)
         sums = dict(ce=0.0, pen=0.0, loss=0.0, correct=0, n=0, gnorm=0.0, skipped=0,
                     out=0, pre=0, maxpre=0.0, ce_steps=0)
