@@ -174,11 +174,11 @@ r32_cycle r32_quad_s0_c6kd56z10 0.1 15 resnet32_quad_c5kdz15.pt --kd-teacher rel
 r32_cycle r32_quad_s0_c7kd56z10 0.1 15 resnet32_quad_c6kd56z10.pt --kd-teacher relu56
 # Eighth cycle for ResNet-32: the seventh's recipe with a stronger teacher, the shared ReLU
 # ResNet-44 and ResNet-56 averaged at temperature T (their softmax ensemble scores 94.01 %
-# on the test set, against 93.39 % for ResNet-56 alone).  ~490 s per epoch on 2 cores.
+# on the test set, against 93.39 % for ResNet-56 alone).  330-490 s per epoch on 2 cores.
 r32_cycle r32_quad_s0_c8kd4456 0.1 15 resnet32_quad_c7kd56z10.pt --kd-teacher relu44+relu56
 # Ninth cycle for ResNet-32: the eighth's recipe with the three shared ReLU teachers
 # ResNet-32, -44 and -56 averaged (94.39 % as a softmax ensemble).  The step from ReLU-56
 # (93.39 %) to ReLU-44+56 (94.01 %) took the eighth cycle from 91.23 to 91.41 % (91.49 % at
-# its epoch 13); each earlier repeat of one recipe added 0.10-0.14.  Expected ~440 s per epoch.
+# its epoch 13); each earlier repeat of one recipe added 0.10-0.14.  370-520 s per epoch on 2 cores.
 r32_cycle r32_quad_s0_c9kd324456 0.1 15 resnet32_quad_c8kd4456.pt --kd-teacher relu32+relu44+relu56
 echo "== $(date -u '+%F %T') all done"
