@@ -92,7 +92,8 @@ seed_member() {  # seed
 }
 seed_member 1
 # The later ResNet-32 cycles share their recipe but for zeta, the length and the teacher:
-# lr 0.005 (half-epoch warm-up), no penalty warm-up, KD 0.5 / T 4, from the previous cycle.
+# peak lr 0.005 unless CYCLE_LR is set (half-epoch warm-up), no penalty warm-up, KD 0.5 / T 4,
+# from the previous cycle.
 r32_cycle() {  # run-name zeta epochs init-weights [extra train.py args...]; peak lr CYCLE_LR (0.005)
   local name="$1" zeta="$2" epochs="$3" init="$4"; shift 4
   INIT_SCALE="" ZETA="$zeta" ZETA_SCHEDULE="" EPOCHS="$epochs" LR="${CYCLE_LR:-0.005}" LR_WARMUP_EPOCHS=0.5 \
@@ -180,6 +181,7 @@ r32_cycle r32_quad_s0_c8kd4456 0.1 15 resnet32_quad_c7kd56z10.pt --kd-teacher re
 # ResNet-32, -44 and -56 averaged (94.39 % as a softmax ensemble).  The step from ReLU-56
 # (93.39 %) to ReLU-44+56 (94.01 %) took the eighth cycle from 91.23 to 91.41 % (91.49 % at
 # its epoch 13); each earlier repeat of one recipe added 0.10-0.14.  370-520 s per epoch on 2 cores.
+# Result: 91.53 % (the published resnet32_quad since session 15).
 r32_cycle r32_quad_s0_c9kd324456 0.1 15 resnet32_quad_c8kd4456.pt --kd-teacher relu32+relu44+relu56
 # Tenth cycle for ResNet-32: a short, gentler restart from the ninth's final weights (8
 # epochs at peak lr 0.003 instead of 15 at 0.005), same three teachers.  Every 0.005
