@@ -208,7 +208,7 @@ def calibrate_random_quad(model: rc.ResNetCifar, seed: int, n: int = 256,
 # stays the first-cycle model of the same name.
 PUBLISHED = {
     "resnet20_quad": "resnet20_quad_c3kd",
-    "resnet32_quad": "resnet32_quad_c9kd324456",
+    "resnet32_quad": "resnet32_quad_c10kd324456",
     "resnet20_quad_seed1": "resnet20_quad_seed1_c3kd32",
     "resnet20_quad_seed2": "resnet20_quad_seed2_c2kd",
     "resnet20_quad_seed3": "resnet20_quad_seed3_c2kd",
