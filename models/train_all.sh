@@ -181,12 +181,13 @@ r32_cycle r32_quad_s0_c8kd4456 0.1 15 resnet32_quad_c7kd56z10.pt --kd-teacher re
 # ResNet-32, -44 and -56 averaged (94.39 % as a softmax ensemble).  The step from ReLU-56
 # (93.39 %) to ReLU-44+56 (94.01 %) took the eighth cycle from 91.23 to 91.41 % (91.49 % at
 # its epoch 13); each earlier repeat of one recipe added 0.10-0.14.  370-520 s per epoch on 2 cores.
-# Result: 91.53 % (the published resnet32_quad since session 15).
+# Result: 91.53 % (the published resnet32_quad for part of session 15).
 r32_cycle r32_quad_s0_c9kd324456 0.1 15 resnet32_quad_c8kd4456.pt --kd-teacher relu32+relu44+relu56
 # Tenth cycle for ResNet-32: a short, gentler restart from the ninth's final weights (8
 # epochs at peak lr 0.003 instead of 15 at 0.005), same three teachers.  Every 0.005
 # restart cost 2-5 points of test accuracy for half its cycle and the gain came in the
 # low-lr tail (the eighth: 90.85 -> 91.41 % over its last 7 epochs); a lower peak keeps the
 # weights nearer the ninth's and spends more of the cycle in that tail.
+# Result: 91.70 % (the published resnet32_quad since session 15).
 CYCLE_LR=0.003 r32_cycle r32_quad_s0_c10kd324456 0.1 8 resnet32_quad_c9kd324456.pt --kd-teacher relu32+relu44+relu56
 echo "== $(date -u '+%F %T') all done"
