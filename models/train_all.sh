@@ -92,11 +92,11 @@ seed_member() {  # seed
 }
 seed_member 1
 # The later ResNet-32 cycles share their recipe but for zeta, the length and the teacher:
-# peak lr 0.005 unless CYCLE_LR is set (half-epoch warm-up), no penalty warm-up, KD 0.5 / T 4,
-# from the previous cycle.
-r32_cycle() {  # run-name zeta epochs init-weights [extra train.py args...]; peak lr CYCLE_LR (0.005)
+# peak lr 0.005 (half-epoch warm-up), no penalty warm-up, KD 0.5 / T 4, from the previous
+# cycle.  Extra train.py args come last, so they override these (argparse keeps the last).
+r32_cycle() {  # run-name zeta epochs init-weights [extra train.py args...]
   local name="$1" zeta="$2" epochs="$3" init="$4"; shift 4
-  INIT_SCALE="" ZETA="$zeta" ZETA_SCHEDULE="" EPOCHS="$epochs" LR="${CYCLE_LR:-0.005}" LR_WARMUP_EPOCHS=0.5 \
+  INIT_SCALE="" ZETA="$zeta" ZETA_SCHEDULE="" EPOCHS="$epochs" LR=0.005 LR_WARMUP_EPOCHS=0.5 \
     run "$name" "resnet32_quad_${name#r32_quad_s0_}.pt" --depth 32 --seed 0 \
     --init "$here/weights/$init" --zeta-warmup "" --no-ce-epochs 0 \
     --kd-alpha 0.5 --kd-temp 4 "$@"
@@ -189,5 +189,6 @@ r32_cycle r32_quad_s0_c9kd324456 0.1 15 resnet32_quad_c8kd4456.pt --kd-teacher r
 # low-lr tail (the eighth: 90.85 -> 91.41 % over its last 7 epochs); a lower peak keeps the
 # weights nearer the ninth's and spends more of the cycle in that tail.
 # Result: 91.70 % (the published resnet32_quad since session 15).
-CYCLE_LR=0.003 r32_cycle r32_quad_s0_c10kd324456 0.1 8 resnet32_quad_c9kd324456.pt --kd-teacher relu32+relu44+relu56
+r32_cycle r32_quad_s0_c10kd324456 0.1 8 resnet32_quad_c9kd324456.pt --kd-teacher relu32+relu44+relu56 \
+  --lr 0.003
 echo "== $(date -u '+%F %T') all done"
